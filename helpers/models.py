@@ -1,0 +1,107 @@
+"""Model builders in a registry: ``build_model(name, input_shape, num_classes)``.
+
+Every model takes raw pixel values (0-255) and rescales them itself, so that saved
+models and predictions need no separate preprocessing step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+from keras import layers
+
+MODELS: dict[str, Callable[..., keras.Model]] = {}
+
+
+def register(name: str):
+    def decorator(builder):
+        MODELS[name] = builder
+        return builder
+    return decorator
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> keras.Model:
+    """Build the registered model ``name``; an unknown name lists the valid ones."""
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}.")
+    return MODELS[name](tuple(input_shape), num_classes, **kwargs)
+
+
+def _inputs(input_shape):
+    inputs = keras.Input(shape=input_shape)
+    return inputs, layers.Rescaling(1.0 / 255)(inputs)
+
+
+def _dense_head(x, hidden: tuple[int, ...], num_classes: int, dropout: float):
+    """ReLU dense layers (each followed by dropout when asked), then the softmax layer."""
+    for units in hidden:
+        x = layers.Dense(units, activation="relu")(x)
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+    return layers.Dense(num_classes, activation="softmax")(x)
+
+
+@register("benchmark")
+def build_benchmark(input_shape, num_classes, dropout: float = 0.0):
+    """The study's dense network (Hands-On ML): Flatten -> 300 -> 100 -> softmax."""
+    inputs, x = _inputs(input_shape)
+    outputs = _dense_head(layers.Flatten()(x), (300, 100), num_classes, dropout)
+    return keras.Model(inputs, outputs, name="benchmark")
+
+
+@register("lenet5")
+def build_lenet5(input_shape, num_classes, dropout: float = 0.0):
+    """The study's LeNet-5: two 3x3 convolutions with average pooling, then 120 -> 84."""
+    inputs, x = _inputs(input_shape)
+    x = layers.Conv2D(6, 3, activation="relu")(x)
+    x = layers.AveragePooling2D(2)(x)
+    x = layers.Conv2D(16, 3, activation="relu")(x)
+    x = layers.AveragePooling2D(2)(x)
+    outputs = _dense_head(layers.Flatten()(x), (120, 84), num_classes, dropout)
+    return keras.Model(inputs, outputs, name="lenet5")
+
+
+def _residual_block(x, filters: int, stride: int):
+    shortcut = x
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+    y = layers.BatchNormalization()(y)
+    y = layers.ReLU()(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+    y = layers.BatchNormalization()(y)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False)(shortcut)
+        shortcut = layers.BatchNormalization()(shortcut)
+    return layers.ReLU()(layers.Add()([y, shortcut]))
+
+
+@register("resnet_small")
+def build_resnet_small(input_shape, num_classes, widths=(16, 32, 64), blocks_per_stage: int = 2,
+                       dropout: float = 0.0):
+    """A ResNet sized for 28x28 images: 3x3 stem, no early downsampling, three stages."""
+    inputs, x = _inputs(input_shape)
+    x = layers.Conv2D(widths[0], 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    for stage, filters in enumerate(widths):
+        for block in range(blocks_per_stage):
+            x = _residual_block(x, filters, stride=2 if stage > 0 and block == 0 else 1)
+    x = layers.GlobalAveragePooling2D()(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="resnet_small")
+
+
+@register("resnet50")
+def build_resnet50(input_shape, num_classes, dropout: float = 0.5):
+    """The study's ResNet-50 (Keras applications, trained from scratch) -> Dropout -> Dense."""
+    inputs, x = _inputs(input_shape)
+    if input_shape[-1] == 1:  # ResNet50 expects three channels
+        x = layers.Concatenate()([x, x, x])
+    backbone = keras.applications.ResNet50(
+        include_top=False, weights=None, input_shape=(*input_shape[:2], 3), pooling="avg")
+    x = backbone(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="resnet50")

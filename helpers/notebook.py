@@ -1,0 +1,60 @@
+"""What every chapter does first and last: settings, seeds, run time, memory, versions."""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import time
+from importlib import metadata
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from helpers.paths import atomic_write_bytes, results_dir, series_mode
+
+PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotlib", "seaborn")
+_started: dict[str, float] = {}
+
+
+def start(chapter: str, mode: str | None = None, seed: int = 42) -> str:
+    """Check the mode, seed everything, set the figure style; return the mode."""
+    import tensorflow as tf
+
+    from helpers.training import set_seed
+
+    mode = series_mode(mode)
+    _started[chapter] = time.perf_counter()
+    set_seed(seed)
+    devices = [d.device_type for d in tf.config.list_logical_devices()]  # initialise devices here
+    sns.set_theme(style="whitegrid", context="notebook")
+    plt.rcParams["figure.dpi"] = 80
+    print(f"Chapter {chapter}: mode={mode}, seed={seed}, devices={devices}")
+    return mode
+
+
+def peak_memory_mib() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def finish(chapter: str, mode: str | None = None) -> dict:
+    """Print and save this run's time, peak memory and library versions."""
+    record = {"chapter": chapter, "mode": series_mode(mode),
+              "minutes": round((time.perf_counter() - _started[chapter]) / 60, 2),
+              "peak_memory_mib": round(peak_memory_mib()), "versions": versions()}
+    atomic_write_bytes(results_dir(mode) / f"run_{chapter}.json",
+                       json.dumps(record, indent=2).encode())
+    print(f"Chapter {chapter} ran in {record['minutes']} min, peak memory {record['peak_memory_mib']} MiB.")
+    print("Library versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()))
+    return record

@@ -1,0 +1,183 @@
+"""Figures from computed results: each draws on ``ax`` (or a new figure) and returns the figure.
+
+Saving is the caller's choice: ``save_fig(fig, "02", "confusion")`` writes
+``figures/02_confusion.png`` (``build/quick/figures/`` in quick mode).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from helpers.paths import figures_dir
+
+
+def _axes(ax, figsize=(6, 4.5)):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax.figure, ax
+
+
+def save_fig(fig, notebook: str, name: str, mode: str | None = None, dpi: int = 110) -> Path:
+    """Write ``<figures>/<notebook>_<name>.png`` through a temporary file; return the path."""
+    path = figures_dir(mode) / f"{notebook}_{name}.png"
+    tmp = path.with_name(path.stem + ".part.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_sample_grid(images, labels, class_names, per_class: int = 8, seed: int = 0):
+    """``per_class`` random images of each class, one row a class."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 1.0),
+                             squeeze=False, layout="constrained")
+    cmap = "gray_r" if np.asarray(images).ndim == 3 else None
+    for row, k in zip(axes, classes):
+        idx = np.flatnonzero(labels == k)
+        chosen = rng.choice(idx, size=min(per_class, len(idx)), replace=False)
+        for ax in row:
+            ax.axis("off")
+        for ax, i in zip(row, chosen):
+            ax.imshow(images[i], cmap=cmap)
+        row[0].set_title(str(class_names[k]), fontsize=8, loc="left")
+    return fig
+
+
+def plot_class_balance(counts, title: str = "", ax=None, log: bool = False):
+    """Horizontal bars of a ``pd.Series`` of counts indexed by class name."""
+    fig, ax = _axes(ax, figsize=(6, max(2.5, 0.28 * len(counts))))
+    sns.barplot(x=counts.values, y=[str(i) for i in counts.index], ax=ax, color="tab:blue")
+    ax.set(xlabel="images", title=title, xscale="log" if log else "linear")
+    return fig
+
+
+def plot_training_curves(history: dict, title: str = ""):
+    """Loss and accuracy per epoch for training and validation."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.plot(epochs, history[key], marker="o", label="training")
+        ax.plot(epochs, history[f"val_{key}"], marker="o", label="validation")
+        ax.set(xlabel="epoch", ylabel=key)
+        ax.legend()
+    fig.suptitle(title)
+    return fig
+
+
+def plot_confusion_matrix(cm, class_names, normalize: bool = False, ax=None, title: str = "",
+                          annotate: bool = True):
+    """A confusion matrix ``cm`` (rows true, columns predicted), counts or row-normalised."""
+    cm = np.asarray(cm, dtype=float)
+    if normalize:
+        cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    size = max(5, 0.5 * len(class_names))
+    fig, ax = _axes(ax, figsize=(size + 1, size))
+    sns.heatmap(cm, annot=annotate, fmt=".2f" if normalize else ".0f", cmap="Blues", ax=ax,
+                xticklabels=class_names, yticklabels=class_names, cbar=False,
+                annot_kws={"fontsize": 7})
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    ax.tick_params(axis="x", labelrotation=60)
+    return fig
+
+
+def _plot_curve(ax, xy, kind, **style):
+    x, y = xy  # (fpr, tpr) for ROC; (precision, recall) from precision_recall_curve for PR
+    ax.plot(*((x, y) if kind == "roc" else (y, x)), **style)
+
+
+def _label_curve_axes(ax, kind):
+    if kind == "roc":
+        ax.set(xlabel="false positive rate (log)", ylabel="true positive rate", xscale="log",
+               xlim=(1e-4, 1))
+    else:
+        ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02))
+
+
+def plot_curves(curves: dict, class_names, kind: str = "roc", ax=None, title: str = ""):
+    """Per-class and micro-average curves from ``metrics.one_vs_rest_curves``."""
+    fig, ax = _axes(ax)
+    palette = sns.color_palette("tab10", len(class_names))
+    for k, name in enumerate(class_names):
+        _plot_curve(ax, curves[k], kind, color=palette[k], lw=1, label=name)
+    _plot_curve(ax, curves["micro"], kind, color="black", lw=2, ls="--", label="micro-average")
+    _label_curve_axes(ax, kind)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def plot_correctness_curves(results: dict, ax_roc=None, ax_pr=None):
+    """The study's "total" curves for several models: ``{name: metrics.correctness_curves(...)}``."""
+    if ax_roc is None or ax_pr is None:
+        fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    fig = ax_roc.figure
+    for name, res in results.items():
+        ax_roc.plot(res["fpr"], res["tpr"], label=f"{name} (AUC {res['roc_auc']:.3f})")
+        ax_pr.plot(res["recall"], res["precision"], label=f"{name} (AP {res['average_precision']:.3f})")
+    ax_roc.plot([0, 1], [0, 1], color="grey", ls=":")
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate",
+               title="Is the top score higher for correct predictions?")
+    ax_pr.set(xlabel="recall", ylabel="precision (share correct)", title="Correct vs incorrect, PR")
+    for ax in (ax_roc, ax_pr):
+        ax.legend(fontsize=8)
+    return fig
+
+
+def plot_reliability(tables: dict, ax=None):
+    """Reliability diagram from ``{name: metrics.reliability_table(...)}``."""
+    fig, ax = _axes(ax, figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", label="perfect calibration")
+    for name, table in tables.items():
+        ax.plot(table["confidence"], table["accuracy"], marker="o", label=name)
+    ax.set(xlabel="mean confidence of the top class", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+           title="Reliability diagram")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_misclassified(images, y_true, y_score, class_names, n: int = 12, seed: int = 0):
+    """A random sample of wrong predictions, titled "true -> predicted (confidence)"."""
+    y_pred = np.asarray(y_score).argmax(axis=1)
+    wrong = np.flatnonzero(y_pred != y_true)
+    chosen = np.random.default_rng(seed).choice(wrong, size=min(n, len(wrong)), replace=False)
+    cols = 6
+    rows = max(1, int(np.ceil(len(chosen) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.9), squeeze=False,
+                             layout="constrained")
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), chosen):
+        image = np.squeeze(images[i])
+        ax.imshow(image, cmap="gray_r" if image.ndim == 2 else None)
+        ax.set_title(f"{class_names[y_true[i]]}\n-> {class_names[y_pred[i]]} "
+                     f"({y_score[i, y_pred[i]]:.2f})", fontsize=7)
+    return fig
+
+
+def plot_metric_intervals(table, metric: str = "accuracy", ax=None):
+    """Point estimates with their 95% intervals (columns ``metric``, ``metric_ci_low/high``)."""
+    fig, ax = _axes(ax, figsize=(6, 0.6 * len(table) + 1.2))
+    y = np.arange(len(table))
+    low = table[metric] - table[f"{metric}_ci_low"]
+    high = table[f"{metric}_ci_high"] - table[metric]
+    ax.errorbar(table[metric], y, xerr=[low, high], fmt="o", capsize=4)
+    ax.set_yticks(y, table.index)
+    ax.set(xlabel=f"{metric} (95% bootstrap interval)", title=f"Test {metric} by model")
+    return fig
+
+
+def plot_model_curves(curves: dict, kind: str = "roc", ax=None, title: str = ""):
+    """Micro-average curves of several models: ``{name: metrics.one_vs_rest_curves(...)}``."""
+    fig, ax = _axes(ax)
+    for name, per_model in curves.items():
+        _plot_curve(ax, per_model["micro"], kind, label=name)
+    _label_curve_axes(ax, kind)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig

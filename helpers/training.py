@@ -1,0 +1,131 @@
+"""Reproducible training: seeds, tf.data pipelines, a fit recipe, saved predictions."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.model_selection import train_test_split
+
+from helpers.paths import atomic_write_bytes
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and ask TensorFlow for deterministic ops."""
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def split_validation(x, y, val_size: int, seed: int):
+    """Carve a stratified validation set out of the training set."""
+    return train_test_split(x, y, test_size=val_size, stratify=y, random_state=seed)
+
+
+def subsample(x, y, n: int | None, seed: int):
+    """A stratified subset of ``n`` examples (all of them when ``n`` is None or too large)."""
+    if n is None or n >= len(y):
+        return x, y
+    x_sub, _, y_sub, _ = train_test_split(x, y, train_size=n, stratify=y, random_state=seed)
+    return x_sub, y_sub
+
+
+def pad_to(images: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad (n, h, w) images symmetrically to (n, size, size, 1), keeping uint8."""
+    h, w = images.shape[1:3]
+    top, left = (size - h) // 2, (size - w) // 2
+    padded = np.pad(images, ((0, 0), (top, size - h - top), (left, size - w - left)))
+    return padded[..., None]
+
+
+def augmentation_layers(seed: int, max_shift: float = 0.1):
+    """Random horizontal flip and a small random shift; no change to colours."""
+    layers = keras.layers
+    return [layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomTranslation(max_shift, max_shift, fill_mode="constant", seed=seed)]
+
+
+def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None):
+    """A tf.data pipeline: float32 images, optional shuffling and augmentation layers."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b))
+    for layer in augment or []:
+        ds = ds.map(lambda a, b, layer=layer: (layer(a, training=True), b))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One short line per epoch (lean notebook outputs, progress during long training)."""
+
+    def __init__(self, total_epochs: int):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        print(f"epoch {epoch + 1}/{self.total_epochs}  loss {logs['loss']:.4f}  "
+              f"acc {logs['accuracy']:.4f}  val_loss {logs['val_loss']:.4f}  "
+              f"val_acc {logs['val_accuracy']:.4f}  ({time.perf_counter() - self.start:.0f} s)",
+              flush=True)
+
+
+def fit_classifier(model, train, val, epochs: int, learning_rate: float, steps_per_epoch: int,
+                   weight_decay: float = 1e-4, jit_compile="auto") -> dict:
+    """Compile with AdamW and a cosine-decayed learning rate, fit, keep the best val epoch.
+
+    Returns the history as a dict of lists plus ``seconds`` (wall time of the fit).
+    """
+    schedule = keras.optimizers.schedules.CosineDecay(
+        learning_rate, decay_steps=max(1, epochs * steps_per_epoch), alpha=0.01)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=jit_compile)
+    best = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=epochs,
+                                         restore_best_weights=True)
+    start = time.perf_counter()
+    history = model.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False,
+                        callbacks=[EpochLog(epochs), best])
+    result = {key: [float(v) for v in values] for key, values in history.history.items()}
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def predict_proba(model, x, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (n, num_classes) in float64, rows renormalised to sum to one."""
+    scores = np.asarray(model.predict(x.astype("float32"), batch_size=batch_size, verbose=0),
+                        dtype=np.float64)
+    return scores / scores.sum(axis=1, keepdims=True)
+
+
+def save_predictions(path: Path, y_true, y_score, history: dict, meta: dict) -> None:
+    """Save test labels, class probabilities, training history and metadata (atomic)."""
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if y_score.ndim != 2 or len(y_true) != len(y_score):
+        raise ValueError(f"y_true {y_true.shape} and y_score {y_score.shape} do not match.")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, y_true=y_true.astype(np.int64), y_score=y_score,
+                        meta=json.dumps({**meta, "history": history}))
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def load_predictions(path: Path) -> dict:
+    """``{'y_true', 'y_score', 'history', **meta}`` from a file written by save_predictions."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the chapter that trains this model first "
+                                "(see its 'meta' notebook name in the README's chapter list).")
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        return {"y_true": data["y_true"], "y_score": data["y_score"], **meta}

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from helpers.models import MODELS, build_model
+
+EXPECTED = {  # name: (input shape, parameters); the study's counts for benchmark and lenet5
+    "benchmark": ((32, 32, 1), 338_610),
+    "lenet5": ((32, 32, 1), 81_194),
+    "resnet_small": ((28, 28, 1), 176_090),
+    "resnet50": ((32, 32, 1), 23_608_202),  # 23,587,712 backbone + 20,490 head
+}
+
+
+def test_every_registered_model_is_checked():
+    assert set(MODELS) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_output_shape_and_parameter_count(name):
+    shape, params = EXPECTED[name]
+    model = build_model(name, shape, 10)
+    assert model.count_params() == params
+    out = model.predict(np.zeros((2, *shape), dtype="float32"), verbose=0)
+    assert out.shape == (2, 10)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_dropout_adds_no_parameters():
+    assert build_model("benchmark", (32, 32, 1), 10, dropout=0.2).count_params() == 338_610
+
+
+def test_resnet50_accepts_colour_input():
+    assert build_model("resnet50", (32, 32, 3), 7).output_shape == (None, 7)
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="valid names: benchmark, lenet5, resnet50, resnet_small"):
+        build_model("resnet18", (32, 32, 1), 10)

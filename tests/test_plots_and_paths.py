@@ -1,0 +1,47 @@
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import envfile, metrics, paths, plots
+
+Y_TRUE = np.repeat(np.arange(3), 4)
+Y_SCORE = np.random.default_rng(0).dirichlet(np.ones(3), size=12)
+NAMES = ["a", "b", "c"]
+
+
+def test_every_plot_returns_a_figure_and_save_fig_writes_png():
+    figs = [
+        plots.plot_sample_grid(np.zeros((12, 4, 4)), Y_TRUE, NAMES, per_class=2),
+        plots.plot_class_balance(pd.Series([3, 2], index=["x", "y"])),
+        plots.plot_training_curves({"loss": [1, 0.5], "val_loss": [1, 0.6], "accuracy": [.5, .7],
+                                    "val_accuracy": [.5, .6]}),
+        plots.plot_confusion_matrix(np.eye(3), NAMES, normalize=True),
+        plots.plot_curves(metrics.one_vs_rest_curves(Y_TRUE, Y_SCORE, "roc"), NAMES, "roc"),
+        plots.plot_curves(metrics.one_vs_rest_curves(Y_TRUE, Y_SCORE, "pr"), NAMES, "pr"),
+        plots.plot_model_curves({"m": metrics.one_vs_rest_curves(Y_TRUE, Y_SCORE, "roc")}),
+        plots.plot_correctness_curves({"m": metrics.correctness_curves(Y_TRUE, Y_SCORE)}),
+        plots.plot_reliability({"m": metrics.reliability_table(Y_TRUE, Y_SCORE)}),
+        plots.plot_misclassified(np.zeros((12, 4, 4)), Y_TRUE, Y_SCORE, NAMES, n=3),
+    ]
+    assert all(isinstance(f, plt.Figure) for f in figs)
+    path = plots.save_fig(figs[0], "99", "test")
+    assert path == paths.REPO_ROOT / "build" / "quick" / "figures" / "99_test.png"
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    path.unlink()
+    plt.close("all")
+
+
+def test_mode_decides_where_outputs_go(monkeypatch):
+    assert paths.output_root("full") == paths.REPO_ROOT
+    assert paths.output_root("quick") == paths.REPO_ROOT / "build" / "quick"
+    with pytest.raises(ValueError, match="Unknown mode 'fast'"):
+        paths.series_mode("fast")
+
+
+def test_environment_yml_is_the_one_dependency_list():
+    reqs = envfile.requirements((paths.REPO_ROOT / "environment.yml").read_text())
+    names = {r.split(">")[0].split("=")[0].split("<")[0] for r in reqs}
+    assert {"tensorflow", "papermill", "nbval", "scikit-learn", "seaborn", "jupyterlab"} <= names
+    assert "python" not in names and "-e ." in reqs
+    assert envfile.requirements("dependencies:\n  - numpy=1.26\n") == ["numpy==1.26"]

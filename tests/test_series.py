@@ -1,0 +1,39 @@
+"""The whole series under papermill in quick mode: runs, renders, never touches committed files."""
+
+import hashlib
+import re
+
+import pytest
+
+from helpers import runner
+from helpers.paths import REPO_ROOT
+
+
+def _digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_quick_series_runs_renders_and_leaves_committed_outputs_alone(data_root):
+    committed = {d: _digests(REPO_ROOT / d) for d in ("notebooks", "figures", "results")}
+    timings = runner.run_series("quick", seed=42, data_root=str(data_root))
+    assert [t["notebook"] for t in timings] == [p.name for p in runner.chapters()]
+    quick = REPO_ROOT / "build" / "quick"
+    index = runner.render_html(quick / "notebooks", quick / "html")
+    links = re.findall(r'href="([^"]+)"', index.read_text())
+    assert links == [p.stem + ".html" for p in runner.chapters()]
+    assert all((quick / "html" / link).is_file() for link in links)
+    assert {p.name[:2] for p in (quick / "figures").glob("0[1-5]_*.png")} == {"01", "02", "03", "04", "05"}
+    assert committed == {d: _digests(REPO_ROOT / d) for d in ("notebooks", "figures", "results")}
+
+
+def test_a_failing_chapter_is_named_with_its_cell(tmp_path, monkeypatch):
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise KeyError('boom')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "01_broken.ipynb")
+    monkeypatch.setattr(runner, "NOTEBOOKS_DIR", tmp_path)
+    monkeypatch.setattr(runner, "output_root", lambda mode=None: tmp_path / "out")
+    with pytest.raises(runner.SeriesError, match=r"01_broken.ipynb failed at cell 1 .*KeyError"):
+        runner.run_series("quick")

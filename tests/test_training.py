@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from helpers import experiment, training
+
+
+def test_pad_to_keeps_pixels_and_adds_a_channel():
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    padded = training.pad_to(images, 32)
+    assert padded.shape == (2, 32, 32, 1) and padded.dtype == np.uint8
+    np.testing.assert_array_equal(padded[:, 2:30, 2:30, 0], images)
+
+
+def test_validation_split_is_stratified():
+    y = np.repeat(np.arange(10), 100)
+    _, _, y_train, y_val = training.split_validation(np.zeros((1000, 2)), y, 100, seed=0)
+    assert np.bincount(y_val).tolist() == [10] * 10 and len(y_train) == 900
+
+
+def test_dataset_batches_float_images():
+    ds = training.make_dataset(np.zeros((10, 8, 8, 1), np.uint8), np.arange(10), 4, True, 0,
+                               training.augmentation_layers(0))
+    shapes = [tuple(x.shape) for x, _ in ds]
+    assert shapes == [(4, 8, 8, 1), (4, 8, 8, 1), (2, 8, 8, 1)]
+    assert next(iter(ds))[0].dtype.name == "float32"
+
+
+def _tiny_run(seed):
+    rng = np.random.default_rng(0)
+    data = {"x_train": rng.integers(0, 255, (256, 32, 32, 1)).astype(np.uint8),
+            "y_train": np.tile(np.arange(10), 26)[:256],
+            "x_val": rng.integers(0, 255, (50, 32, 32, 1)).astype(np.uint8),
+            "y_val": np.tile(np.arange(10), 5)}
+    budget = experiment.Budget(epochs=2, batch_size=64, augment=True)
+    model, history = experiment.train_model("lenet5", data, budget, seed=seed)
+    return model.predict(data["x_val"].astype("float32"), verbose=0), history
+
+
+def test_same_seed_same_model():
+    first, history = _tiny_run(3)
+    again, _ = _tiny_run(3)
+    np.testing.assert_array_equal(first, again)
+    assert len(history["loss"]) == 2 and history["seconds"] > 0
+
+
+def test_predictions_round_trip(tmp_path):
+    y_score = np.full((3, 2), 0.5)
+    path = tmp_path / "p.npz"
+    training.save_predictions(path, [0, 1, 1], y_score, {"loss": [1.0]}, {"model": "m"})
+    loaded = training.load_predictions(path)
+    np.testing.assert_array_equal(loaded["y_true"], [0, 1, 1])
+    np.testing.assert_array_equal(loaded["y_score"], y_score)
+    assert loaded["model"] == "m" and loaded["history"] == {"loss": [1.0]}
+    with pytest.raises(ValueError, match="do not match"):
+        training.save_predictions(path, [0, 1], y_score, {}, {})
+
+
+def test_missing_predictions_name_the_chapter(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment, "results_dir", lambda mode=None: tmp_path)
+    with pytest.raises(FileNotFoundError, match="run notebooks/02_benchmark.ipynb"):
+        experiment.load_records()
+
+
+def test_budgets_exist_for_every_model_and_mode():
+    from helpers.models import MODELS
+    for name in MODELS:
+        for mode in ("quick", "full"):
+            assert experiment.budget_for(name, mode).epochs >= 1
+    assert experiment.budget_for("lenet5", "full", epochs=3).epochs == 3
