@@ -27,7 +27,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 test: lint               ## unit tests, the series under papermill (quick) and nbval on the chapters
-	SERIES_MODE=quick $(PY) -m pytest
+	SERIES_MODE=quick $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=1200 tests notebooks
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -62,7 +62,7 @@ INPUT_SIZE = {"benchmark": 32, "lenet5": 32, "resnet_small": 28, "resnet50": 32}
 def budget_for(model_name: str, mode: str | None = None, epochs: int | None = None) -> Budget:
     """The training budget of ``model_name`` in ``mode``; ``epochs`` overrides the default."""
     budget = BUDGETS[(model_name, series_mode(mode))]
-    return budget if epochs is None else Budget(**{**asdict(budget), "epochs": epochs})
+    return budget if epochs is None else replace(budget, epochs=epochs)
 
 
 def prepare_fashion_mnist(size: int, mode: str | None = None, seed: int = 42, data_root=None,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ import nbformat
 import papermill as pm
 from nbconvert import HTMLExporter
 
-from helpers.paths import MODE_ENV, REPO_ROOT, output_root, results_dir
+from helpers.paths import MODE_ENV, REPO_ROOT, output_root
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 3600
@@ -30,25 +29,36 @@ class SeriesError(RuntimeError):
     """A notebook failed; the message names the notebook and the cell."""
 
 
-def chapters(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
-    """The numbered chapters (``01_*.ipynb`` ...), in order."""
-    return sorted(p for p in notebooks_dir.glob("[0-9][0-9]_*.ipynb") if ".part" not in p.name)
+def chapters(notebooks_dir: Path | None = None) -> list[Path]:
+    """The numbered chapters (``01_*.ipynb`` ...) in ``notebooks/`` or ``notebooks_dir``, in order."""
+    folder = notebooks_dir or NOTEBOOKS_DIR
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if ".part" not in p.name)
 
 
 def _failing_cell(path: Path) -> str:
     nb = nbformat.read(path, as_version=4)
-    for index, cell in enumerate(nb.cells):
+    for cell in nb.cells:
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                return f"cell {index} ({first_line!r}): {output['ename']}: {output['evalue']}"
+                return (f"the cell run as In [{cell.execution_count}] ({first_line!r}): "
+                        f"{output['ename']}: {output['evalue']}")
     return "no cell recorded an error"
+
+
+def executed_dir(mode: str) -> Path:
+    """Where executed chapters go: in place in full mode, build/quick/notebooks in quick mode."""
+    return NOTEBOOKS_DIR if mode == "full" else output_root(mode) / "notebooks"
+
+
+def html_dir(mode: str) -> Path:
+    return REPO_ROOT / "build" / "html" if mode == "full" else output_root(mode) / "html"
 
 
 def run_series(mode: str, seed: int = 42, epochs: int | None = None, data_root: str | None = None,
                only: list[str] | None = None) -> list[dict]:
-    """Execute each chapter; full mode writes them in place, quick mode under build/quick/."""
-    out_dir = NOTEBOOKS_DIR if mode == "full" else output_root(mode) / "notebooks"
+    """Execute each chapter in order; return the minutes each took (kernel start included)."""
+    out_dir = executed_dir(mode)
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ[MODE_ENV] = mode  # chapters read it too when run outside papermill
     params = {"mode": mode, "seed": seed, "epochs": epochs, "data_root": data_root}
@@ -75,19 +85,19 @@ def run_series(mode: str, seed: int = 42, epochs: int | None = None, data_root: 
     return timings
 
 
-def render_html(notebook_dir: Path, html_dir: Path) -> Path:
+def render_html(notebook_dir: Path, out_dir: Path) -> Path:
     """Render every executed chapter to HTML and write an index page linking them."""
-    html_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     exporter = HTMLExporter()
     items = []
     for path in chapters(notebook_dir):
         nb = nbformat.read(path, as_version=4)
         body, _ = exporter.from_notebook_node(nb)
-        (html_dir / f"{path.stem}.html").write_text(body, encoding="utf-8")
+        (out_dir / f"{path.stem}.html").write_text(body, encoding="utf-8")
         title = next((c.source.splitlines()[0].lstrip("# ") for c in nb.cells
                       if c.cell_type == "markdown" and c.source.strip()), path.stem)
         items.append(f'<li><a href="{path.stem}.html">{html.escape(title)}</a></li>')
-    index = html_dir / "index.html"
+    index = out_dir / "index.html"
     index.write_text("<!doctype html><meta charset='utf-8'><title>Image classification for "
                      "e-commerce</title><h1>Image classification for e-commerce</h1><ol>"
                      + "".join(items) + "</ol>", encoding="utf-8")
@@ -107,12 +117,9 @@ def main(argv=None) -> int:
     except SeriesError as err:
         print(f"Series stopped: {err}", file=sys.stderr)
         return 1
-    notebook_dir = NOTEBOOKS_DIR if args.mode == "full" else output_root(args.mode) / "notebooks"
-    index = render_html(notebook_dir, output_root(args.mode) / "build" / "html"
-                        if args.mode == "full" else output_root(args.mode) / "html")
-    log = results_dir(args.mode) / "series_timings.json"
-    log.write_text(json.dumps(timings, indent=2))
-    print(f"HTML index: {index}\nTimings: {log}")
+    index = render_html(executed_dir(args.mode), html_dir(args.mode))
+    total = sum(t["minutes"] for t in timings)
+    print(f"{len(timings)} chapters in {total:.1f} min; HTML index: {index}")
     return 0
 
 

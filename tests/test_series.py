@@ -18,12 +18,12 @@ def test_quick_series_runs_renders_and_leaves_committed_outputs_alone(data_root)
     committed = {d: _digests(REPO_ROOT / d) for d in ("notebooks", "figures", "results")}
     timings = runner.run_series("quick", seed=42, data_root=str(data_root))
     assert [t["notebook"] for t in timings] == [p.name for p in runner.chapters()]
-    quick = REPO_ROOT / "build" / "quick"
-    index = runner.render_html(quick / "notebooks", quick / "html")
+    index = runner.render_html(runner.executed_dir("quick"), runner.html_dir("quick"))
     links = re.findall(r'href="([^"]+)"', index.read_text())
     assert links == [p.stem + ".html" for p in runner.chapters()]
-    assert all((quick / "html" / link).is_file() for link in links)
-    assert {p.name[:2] for p in (quick / "figures").glob("0[1-5]_*.png")} == {"01", "02", "03", "04", "05"}
+    assert all((index.parent / link).is_file() for link in links)
+    figures = REPO_ROOT / "build" / "quick" / "figures"
+    assert {p.name[:2] for p in figures.glob("0[1-5]_*.png")} == {"01", "02", "03", "04", "05"}
     assert committed == {d: _digests(REPO_ROOT / d) for d in ("notebooks", "figures", "results")}
 
 
@@ -35,5 +35,6 @@ def test_a_failing_chapter_is_named_with_its_cell(tmp_path, monkeypatch):
     nbformat.write(nb, tmp_path / "01_broken.ipynb")
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", tmp_path)
     monkeypatch.setattr(runner, "output_root", lambda mode=None: tmp_path / "out")
-    with pytest.raises(runner.SeriesError, match=r"01_broken.ipynb failed at cell 1 .*KeyError"):
+    expected = r"01_broken.ipynb failed at the cell run as In \[\d\] \(\"raise KeyError.*KeyError: 'boom'"
+    with pytest.raises(runner.SeriesError, match=expected):
         runner.run_series("quick")
