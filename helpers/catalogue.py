@@ -75,6 +75,18 @@ def read_styles(path: Path) -> tuple[pd.DataFrame, list[int]]:
     return frame, repaired
 
 
+def decode_image(payload: bytes, where: str, size: tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
+    """Decode image bytes to RGB uint8 (height, width, 3), converting and resizing as needed."""
+    try:
+        with Image.open(io.BytesIO(payload)) as img:
+            img = img.convert("RGB")
+            if img.size != size[::-1]:
+                img = img.resize(size[::-1], Image.Resampling.BILINEAR)
+            return np.asarray(img, dtype=np.uint8)
+    except OSError as err:
+        raise DataError(f"{where} cannot be decoded ({err}); replace or remove the file.") from err
+
+
 class ImageSource:
     """Read catalogue JPEG bytes by id from images.zip or an images/ folder."""
 
@@ -97,15 +109,7 @@ class ImageSource:
 
     def decode(self, image_id: int) -> np.ndarray:
         """RGB uint8 (80, 60, 3): grayscale converted, odd sizes resized."""
-        try:
-            with Image.open(io.BytesIO(self.read(image_id))) as img:
-                img = img.convert("RGB")
-                if img.size != IMAGE_SIZE[::-1]:
-                    img = img.resize(IMAGE_SIZE[::-1], Image.Resampling.BILINEAR)
-                return np.asarray(img, dtype=np.uint8)
-        except OSError as err:
-            raise DataError(f"{self.folder}: image {image_id} cannot be decoded ({err}). "
-                            f"{HOW_TO_GET}") from err
+        return decode_image(self.read(image_id), f"{self.folder}: image {image_id}")
 
 
     def formats(self) -> pd.DataFrame:

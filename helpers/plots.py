@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from helpers.paths import figures_dir
 
@@ -32,9 +33,19 @@ def save_fig(fig, notebook: str, name: str, mode: str | None = None, dpi: int = 
 
 
 def plot_sample_grid(images, labels, class_names, per_class: int = 8, seed: int = 0):
-    """``per_class`` random images of each class, one row a class."""
+    """``per_class`` random images of each class, one row a class (one row in all when per_class=1)."""
     rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
     classes = np.unique(labels)
+    if per_class == 1:  # one image per class: a single row, titled above each image
+        fig, axes = plt.subplots(1, len(classes), figsize=(len(classes) * 1.1, 1.5), squeeze=False,
+                                 layout="constrained")
+        for ax, k in zip(axes[0], classes):
+            image = images[np.flatnonzero(labels == k)[0]]
+            ax.imshow(image, cmap="gray_r" if np.ndim(image) == 2 else None)
+            ax.set_title(str(class_names[k]), fontsize=8)
+            ax.axis("off")
+        return fig
     fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 1.0),
                              squeeze=False, layout="constrained")
     cmap = "gray_r" if np.asarray(images).ndim == 3 else None
@@ -53,7 +64,11 @@ def plot_class_balance(counts, title: str = "", ax=None, log: bool = False):
     """Horizontal bars of a ``pd.Series`` of counts indexed by class name."""
     fig, ax = _axes(ax, figsize=(6, max(2.5, 0.28 * len(counts))))
     sns.barplot(x=counts.values, y=[str(i) for i in counts.index], ax=ax, color="tab:blue")
-    ax.set(xlabel="images", title=title, xscale="log" if log else "linear")
+    ax.bar_label(ax.containers[0], fmt="{:,.0f}" if log else "{:,.3g}", fontsize=7, padding=2)
+    ax.set(xlabel="images (log scale)" if log else "", title=title, xscale="log" if log else "linear")
+    if log:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     return fig
 
 
@@ -108,7 +123,7 @@ def plot_curves(curves: dict, class_names, kind: str = "roc", ax=None, title: st
     _plot_curve(ax, curves["micro"], kind, color="black", lw=2, ls="--", label="micro-average")
     _label_curve_axes(ax, kind)
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left")
     return fig
 
 

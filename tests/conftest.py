@@ -39,3 +39,17 @@ def write_idx(path: Path, array: np.ndarray, magic: int) -> Path:
     with gzip.open(path, "wb") as fh:
         fh.write(header + array.astype(np.uint8).tobytes())
     return path
+
+
+@pytest.fixture(scope="session")
+def catalogue_audit(data_root):
+    """(folder, styles, repaired lines, image source, audited table, audit) of the real catalogue."""
+    from helpers import catalogue
+
+    folder = catalogue.find_catalogue(data_root)
+    if folder is None:
+        pytest.skip("catalogue not in the data root")
+    styles, repaired = catalogue.read_styles(folder / "styles.csv")
+    source = catalogue.ImageSource(folder)
+    table, audit = catalogue.audit_catalogue(styles, repaired, source)
+    return folder, styles, repaired, source, table, audit

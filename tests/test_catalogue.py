@@ -8,34 +8,23 @@ from helpers import catalogue
 from helpers.fashion_mnist import DataError
 
 
-@pytest.fixture(scope="module")
-def real(data_root):
-    folder = catalogue.find_catalogue(data_root)
-    if folder is None:
-        pytest.skip("catalogue not in the data root")
-    styles, repaired = catalogue.read_styles(folder / "styles.csv")
-    source = catalogue.ImageSource(folder)
-    table, audit = catalogue.audit_catalogue(styles, repaired, source)
-    return folder, styles, repaired, source, table, audit
-
-
-def test_all_rows_load_and_the_22_malformed_rows_are_repaired(real):
-    _, styles, repaired, *_ = real
+def test_all_rows_load_and_the_22_malformed_rows_are_repaired(catalogue_audit):
+    _, styles, repaired, *_ = catalogue_audit
     assert len(styles) == 44446 and styles["id"].is_unique
     assert len(repaired) == 22 and repaired[0] == 6044 and repaired[-1] == 38404
     name = styles.loc[styles["id"] == 44065, "productDisplayName"].item()
     assert name == "Boss Men Perfume, After Shave Balm and Shower Gel Set"
 
 
-def test_na_and_empty_cells_are_missing_labels(real):
-    *_, audit = real
+def test_na_and_empty_cells_are_missing_labels(catalogue_audit):
+    *_, audit = catalogue_audit
     assert audit.missing_labels.to_dict() == {
         "gender": 0, "masterCategory": 0, "subCategory": 0, "articleType": 0,
         "baseColour": 15, "season": 21, "usage": 317}
 
 
-def test_missing_and_duplicate_images_are_reported(real):
-    *_, table, audit = real
+def test_missing_and_duplicate_images_are_reported(catalogue_audit):
+    *_, table, audit = catalogue_audit
     assert audit.ids_without_image == [12347, 39401, 39403, 39410, 39425]
     assert audit.images_without_row == []
     assert (audit.duplicate_groups, audit.images_in_duplicate_groups) == (653, 1433)
@@ -43,16 +32,16 @@ def test_missing_and_duplicate_images_are_reported(real):
     assert (group == 1).all()  # one group, one set of bytes
 
 
-def test_decoding_gives_80x60_rgb_for_grayscale_and_odd_sizes(real):
-    _, _, _, source, _, _ = real
+def test_decoding_gives_80x60_rgb_for_grayscale_and_odd_sizes(catalogue_audit):
+    _, _, _, source, _, _ = catalogue_audit
     formats = source.formats()
     odd = formats[(formats["mode"] == "L") | (formats["width"] != 60)]["id"].head(5)
     images = catalogue.decode_images(source, odd)
     assert images.shape == (5, 80, 60, 3) and images.dtype.name == "uint8"
 
 
-def test_an_images_folder_works_like_the_zip(real, tmp_path):
-    folder, styles, *_ = real
+def test_an_images_folder_works_like_the_zip(catalogue_audit, tmp_path):
+    folder, styles, *_ = catalogue_audit
     (tmp_path / "images").mkdir()
     with zipfile.ZipFile(folder / "images.zip") as zf:
         for name in zf.namelist()[:5]:

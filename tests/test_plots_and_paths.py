@@ -25,6 +25,8 @@ def test_every_plot_returns_a_figure_and_save_fig_writes_png():
         plots.plot_misclassified(np.zeros((12, 4, 4)), Y_TRUE, Y_SCORE, NAMES, n=3),
     ]
     assert all(isinstance(f, plt.Figure) for f in figs)
+    grid = plots.plot_sample_grid(np.ones((2, 3, 3)), [0, 1], ["x", "y"], per_class=1)  # labels as a list
+    assert sum(len(ax.images) for ax in grid.axes) == 2
     path = plots.save_fig(figs[0], "99", "test")
     assert path == paths.REPO_ROOT / "build" / "quick" / "figures" / "99_test.png"
     assert path.read_bytes()[:4] == b"\x89PNG"

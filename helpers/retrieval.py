@@ -1,0 +1,64 @@
+"""Similar-product retrieval: cosine nearest neighbours and precision / MAP at k.
+
+A retrieved item is *relevant* when its label equals the query's label (for two labels,
+e.g. articleType and baseColour, pass a combined key such as ``"Tshirts|Blue"``).
+The query itself is never counted among its own neighbours.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+
+def nearest_neighbours(embeddings, k: int, queries=None) -> np.ndarray:
+    """Indices (n_queries, k) of the k most cosine-similar rows of ``embeddings``.
+
+    Without ``queries`` every row queries the others (itself excluded).
+    """
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must have shape (n, dim), got {embeddings.shape}.")
+    self_query = queries is None
+    if k + int(self_query) > len(embeddings):
+        raise ValueError(f"k={k} needs at least {k + int(self_query)} embeddings, got {len(embeddings)}.")
+    index = NearestNeighbors(n_neighbors=k + int(self_query), metric="cosine").fit(embeddings)
+    found = index.kneighbors(embeddings if self_query else np.asarray(queries, np.float32),
+                             return_distance=False)
+    if not self_query:
+        return found
+    rows = np.arange(len(embeddings))[:, None]
+    keep = found != rows  # drop the query itself wherever it appears (ties may move it)
+    return np.stack([r[m][:k] for r, m in zip(found, keep)])
+
+
+def relevance(labels, neighbours, query_labels=None) -> np.ndarray:
+    """Boolean (n_queries, k): is each retrieved item's label the query's label?"""
+    labels = np.asarray(labels)
+    query_labels = labels if query_labels is None else np.asarray(query_labels)
+    if len(query_labels) != len(neighbours):
+        raise ValueError(f"{len(query_labels)} query labels for {len(neighbours)} neighbour lists.")
+    return labels[neighbours] == query_labels[:, None]
+
+
+def precision_at_k(relevant) -> float:
+    """Mean over queries of the share of relevant items among the k retrieved."""
+    return float(np.asarray(relevant, dtype=float).mean())
+
+
+def average_precision_at_k(relevant) -> np.ndarray:
+    """AP@k per query: the mean of precision@i over the ranks i that hold a relevant item.
+
+    Normalised by the number of relevant items retrieved (0 when none is), as in most
+    retrieval write-ups that report MAP@k without knowing every relevant item.
+    """
+    relevant = np.asarray(relevant, dtype=float)
+    ranks = np.arange(1, relevant.shape[1] + 1)
+    precision_at_rank = np.cumsum(relevant, axis=1) / ranks
+    hits = relevant.sum(axis=1)
+    return np.divide((precision_at_rank * relevant).sum(axis=1), hits, out=np.zeros(len(relevant)),
+                     where=hits > 0)
+
+
+def mean_average_precision_at_k(relevant) -> float:
+    return float(average_precision_at_k(relevant).mean())

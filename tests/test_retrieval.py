@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from helpers import retrieval
+
+RELEVANT = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 1]], dtype=bool)
+
+
+def test_precision_at_k_by_hand():
+    assert retrieval.precision_at_k(RELEVANT) == pytest.approx(4 / 9)
+
+
+def test_average_precision_at_k_by_hand():
+    # [1,0,1]: (1/1 + 2/3) / 2; [0,0,0]: 0; [0,1,1]: (1/2 + 2/3) / 2
+    expected = [(1 + 2 / 3) / 2, 0.0, (1 / 2 + 2 / 3) / 2]
+    np.testing.assert_allclose(retrieval.average_precision_at_k(RELEVANT), expected)
+    assert retrieval.mean_average_precision_at_k(RELEVANT) == pytest.approx(np.mean(expected))
+
+
+def test_nearest_neighbours_use_cosine_and_exclude_the_query():
+    emb = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [10, 0.5]])
+    found = retrieval.nearest_neighbours(emb, k=2)
+    assert found.shape == (5, 2)
+    assert found[0].tolist() == [4, 1]  # [10, 0.5] points almost exactly like [1, 0]: cosine ignores length
+    assert all(i not in row for i, row in enumerate(found))
+
+
+def test_relevance_compares_labels_of_neighbours_with_the_query():
+    labels = np.array(["shirt", "shirt", "shoe", "shoe"])
+    neighbours = np.array([[1, 2], [0, 3], [3, 0], [2, 1]])
+    assert retrieval.relevance(labels, neighbours).tolist() == [[True, False], [True, False],
+                                                               [True, False], [True, False]]
+
+
+def test_too_few_items_is_a_clear_error():
+    with pytest.raises(ValueError, match="k=3 needs at least 4 embeddings"):
+        retrieval.nearest_neighbours(np.eye(3), k=3)

@@ -1,0 +1,58 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import splits
+
+
+@pytest.fixture(scope="module")
+def article_split(catalogue_audit):
+    *_, table, _ = catalogue_audit
+    table = table[table["has_image"]].copy()
+    table["label"] = splits.group_rare(table["articleType"], min_count=50)
+    return table, splits.leak_free_split(table, "label", seed=0)
+
+
+def test_no_test_image_is_byte_identical_to_a_training_image(article_split):
+    table, split = article_split
+    train_hashes = set(table.loc[split == "train", "sha256"])
+    assert not train_hashes & set(table.loc[split == "test", "sha256"])
+    assert not train_hashes & set(table.loc[split == "val", "sha256"])
+    assert table.groupby("dup_group").apply(lambda g: split[g.index].nunique()).max() == 1
+
+
+def test_split_is_stratified_and_sized(article_split):
+    table, split = article_split
+    labelled = table["label"].notna()
+    shares = split[labelled].value_counts(normalize=True)
+    assert shares["test"] == pytest.approx(0.15, abs=0.02) and shares["val"] == pytest.approx(0.15, abs=0.02)
+    per_class = pd.crosstab(table.loc[labelled, "label"], split[labelled], normalize="index")
+    assert per_class["test"].between(0.08, 0.25).all()  # every kept class appears in test in proportion
+
+
+def test_rare_classes_are_excluded_or_merged():
+    labels = pd.Series(["a"] * 5 + ["b"] * 2 + ["c"])
+    assert splits.group_rare(labels, 3).isna().sum() == 3
+    assert splits.group_rare(labels, 3, rare="other").value_counts().to_dict() == {"a": 5, "Other": 3}
+    with pytest.raises(ValueError, match="'exclude' or 'other'"):
+        splits.group_rare(labels, 3, rare="drop")
+
+
+def test_class_weights_are_balanced_and_ignore_missing():
+    y = np.array([0, 0, 0, 1, splits.MISSING])
+    weights = splits.class_weights(y, num_classes=3)
+    # n / (classes present * count): 4 / (2 * 3) and 4 / (2 * 1); absent class 2 gets 0
+    assert weights == pytest.approx({0: 4 / 6, 1: 2.0, 2: 0.0})
+
+
+def test_masked_loss_ignores_missing_labels():
+    y_pred = np.array([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]], dtype="float32")
+    with_missing = np.asarray(splits.masked_sparse_crossentropy(np.array([0, splits.MISSING, 1]), y_pred))
+    expected = [-np.log(0.7), 0.0, -np.log(0.5)]
+    np.testing.assert_allclose(with_missing, expected, rtol=1e-5)
+
+
+def test_saved_split_round_trips(tmp_path):
+    split = pd.Series(["train", "test"])
+    splits.save_split(tmp_path / "split.csv", [10, 11], split)
+    assert pd.read_csv(tmp_path / "split.csv").to_dict("list") == {"id": [10, 11], "split": ["train", "test"]}
