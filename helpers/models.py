@@ -105,3 +105,29 @@ def build_resnet50(input_shape, num_classes, dropout: float = 0.5):
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(num_classes, activation="softmax")(x)
     return keras.Model(inputs, outputs, name="resnet50")
+
+
+@register("catalogue_cnn")
+def build_catalogue_cnn(input_shape, num_classes: dict[str, int], widths=(32, 64, 128, 256),
+                        dropout: float = 0.3):
+    """A multi-output CNN for catalogue photos: one shared trunk, one softmax head per attribute.
+
+    ``num_classes`` maps each head (``"gender"``, ``"articleType"``, ...) to its class count;
+    the trunk is four stages of two 3x3 convolutions with batch normalisation, each halving
+    the resolution, then global average pooling and a 256-wide embedding layer (``embedding``)
+    that chapter 08 reuses for similar-product search.
+    """
+    if not isinstance(num_classes, dict) or not num_classes:
+        raise ValueError("catalogue_cnn needs num_classes as {head name: number of classes}.")
+    inputs, x = _inputs(input_shape)
+    for filters in widths:
+        for _ in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(256, activation="relu", name="embedding")(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = {head: layers.Dense(n, activation="softmax", name=head)(x) for head, n in num_classes.items()}
+    return keras.Model(inputs, outputs, name="catalogue_cnn")

@@ -70,6 +70,17 @@ def save_split(path: Path, ids, split: pd.Series) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue().encode())
 
 
+def encode_labels(table: pd.DataFrame, heads, min_count: int = 50, rare: str = "exclude"):
+    """Integer labels per head (``MISSING`` where unknown or rare) and each head's class names."""
+    codes, names = {}, {}
+    for head in heads:
+        labels = group_rare(table[head], min_count, rare)
+        names[head] = sorted(labels.dropna().unique())
+        lookup = {name: k for k, name in enumerate(names[head])}
+        codes[head] = labels.map(lookup).fillna(MISSING).astype(np.int64).to_numpy()
+    return codes, names
+
+
 def class_weights(y, num_classes: int) -> dict[int, float]:
     """scikit-learn's "balanced" weights, n / (num_classes_present * count), missing labels ignored."""
     y = np.asarray(y)

@@ -51,11 +51,22 @@ def augmentation_layers(seed: int, max_shift: float = 0.1):
             layers.RandomTranslation(max_shift, max_shift, fill_mode="constant", seed=seed)]
 
 
+def rescale_crop_layers(seed: int, max_zoom: float = 0.2):
+    """The study's augmentation: random rescaling up to ``1 + max_zoom`` then a crop back to size,
+    plus a horizontal flip. Geometry only: pixel colours are interpolated, never shifted."""
+    layers = keras.layers
+    return [layers.RandomZoom(height_factor=(-max_zoom, 0.0), fill_mode="reflect", seed=seed),
+            layers.RandomFlip("horizontal", seed=seed)]
+
+
 def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None):
-    """A tf.data pipeline: float32 images, optional shuffling and augmentation layers."""
+    """A tf.data pipeline: float32 images, optional shuffling and augmentation layers.
+
+    ``y`` is an array of labels, or a dict of arrays (one per output head) for multi-output models.
+    """
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
-        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b))
     for layer in augment or []:
         ds = ds.map(lambda a, b, layer=layer: (layer(a, training=True), b))

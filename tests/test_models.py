@@ -12,7 +12,17 @@ EXPECTED = {  # name: (input shape, parameters); the study's counts for benchmar
 
 
 def test_every_registered_model_is_checked():
-    assert set(MODELS) == set(EXPECTED)
+    assert set(MODELS) == set(EXPECTED) | {"catalogue_cnn"}
+
+
+def test_catalogue_cnn_has_one_head_per_attribute_and_an_embedding():
+    heads = {"gender": 5, "articleType": 70}
+    model = build_model("catalogue_cnn", (80, 60, 3), heads)
+    out = model.predict(np.zeros((2, 80, 60, 3), dtype="float32"), verbose=0)
+    assert {k: v.shape for k, v in out.items()} == {"gender": (2, 5), "articleType": (2, 70)}
+    assert model.get_layer("embedding").output.shape == (None, 256)
+    with pytest.raises(ValueError, match="head name"):
+        build_model("catalogue_cnn", (80, 60, 3), 10)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -34,5 +44,5 @@ def test_resnet50_accepts_colour_input():
 
 
 def test_unknown_name_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="valid names: benchmark, lenet5, resnet50, resnet_small"):
+    with pytest.raises(ValueError, match="valid names: benchmark, catalogue_cnn, lenet5, resnet50, resnet_small"):
         build_model("resnet18", (32, 32, 1), 10)

@@ -56,3 +56,11 @@ def test_saved_split_round_trips(tmp_path):
     split = pd.Series(["train", "test"])
     splits.save_split(tmp_path / "split.csv", [10, 11], split)
     assert pd.read_csv(tmp_path / "split.csv").to_dict("list") == {"id": [10, 11], "split": ["train", "test"]}
+
+
+def test_encode_labels_marks_missing_and_rare_as_minus_one():
+    table = pd.DataFrame({"usage": ["Casual"] * 3 + ["Party", pd.NA], "gender": ["Men", "Women"] * 2 + ["Men"]})
+    codes, names = splits.encode_labels(table, ["usage", "gender"], min_count=2)
+    assert names == {"usage": ["Casual"], "gender": ["Men", "Women"]}
+    assert codes["usage"].tolist() == [0, 0, 0, splits.MISSING, splits.MISSING]
+    assert codes["gender"].tolist() == [0, 1, 0, 1, 0]

@@ -67,3 +67,20 @@ def test_budgets_exist_for_every_model_and_mode():
         for mode in ("quick", "full"):
             assert experiment.budget_for(name, mode).epochs >= 1
     assert experiment.budget_for("lenet5", "full", epochs=3).epochs == 3
+
+
+def test_rescale_crop_keeps_shape_and_colour():
+    colour = np.array([200, 30, 60], dtype=np.float32)
+    images = np.broadcast_to(colour, (4, 80, 60, 3)).copy()
+    ds = training.make_dataset(images, {"gender": np.zeros(4)}, 4, False, 0, training.rescale_crop_layers(0))
+    out, labels = next(iter(ds))
+    assert out.shape == (4, 80, 60, 3) and set(labels) == {"gender"}
+    np.testing.assert_allclose(out.numpy(), images, atol=1e-3)  # a uniform colour stays that colour
+
+
+def test_rescale_crop_changes_geometry():
+    images = np.zeros((8, 80, 60, 3), dtype=np.float32)
+    images[:, :, :30] = 255  # left half white
+    ds = training.make_dataset(images, np.zeros(8), 8, False, 1, training.rescale_crop_layers(1))
+    out = next(iter(ds))[0].numpy()
+    assert not np.allclose(out, images)
