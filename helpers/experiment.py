@@ -42,7 +42,7 @@ class Budget:
     train_limit: int | None = None  # training images used (None: all that remain after validation)
     test_limit: int | None = None  # test images evaluated (None: all 10,000); equal across models
     augment: bool = False
-    jit_compile: bool | str = "auto"  # XLA: twice as fast for ResNet-50 on this CPU, slower for LeNet
+    jit_compile: bool | str = "auto"  # XLA; Keras falls back to False (with a warning) where unsupported
 
 
 VAL_SIZE = {"quick": 500, "full": 5000}
