@@ -60,8 +60,10 @@ def run_series(mode: str, seed: int = 42, epochs: int | None = None, data_root: 
     """Execute each chapter in order; return the minutes each took (kernel start included)."""
     out_dir = executed_dir(mode)
     out_dir.mkdir(parents=True, exist_ok=True)
-    os.environ[MODE_ENV] = mode  # chapters read it too when run outside papermill
-    params = {"mode": mode, "seed": seed, "epochs": epochs, "data_root": data_root}
+    # The mode reaches the chapters through the environment, not as an injected parameter: a committed
+    # notebook must not carry `mode = "full"`, or nbval's quick rerun of it would train in full mode.
+    os.environ[MODE_ENV] = mode
+    params = {"seed": seed, **{k: v for k, v in (("epochs", epochs), ("data_root", data_root)) if v is not None}}
     timings = []
     for source in chapters():
         if only and not any(source.name.startswith(prefix) for prefix in only):

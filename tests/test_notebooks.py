@@ -48,6 +48,8 @@ def test_committed_chapter_holds_the_full_run_without_errors(path):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     stderr = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
     assert not re.search(r"^[IWEF]\d{4} |absl::", stderr, re.M), f"{path.name}: TensorFlow's C++ log in outputs"
+    injected = [c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert not any("mode" in src or "data_root" in src for src in injected), "nbval would rerun in full mode"
     text = "".join(o.get("text", "") for o in outputs)
     assert f"Chapter {path.name[:2]}: mode=full" in text
     assert re.search(rf"Chapter {path.name[:2]} ran in [\d.]+ min, peak memory \d+ MiB", text)
