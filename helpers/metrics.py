@@ -126,12 +126,12 @@ def mcnemar_test(y_true, y_pred_a, y_pred_b) -> dict[str, float]:
 
 
 def one_vs_rest_curves(y_true, y_score, kind: str = "roc") -> dict:
-    """Per-class and micro-average ROC (fpr, tpr) or PR (recall, precision) curves."""
+    """Per-class and micro-average ROC (fpr, tpr) or PR (precision, recall) curves, as scikit-learn returns them."""
+    if kind not in ("roc", "pr"):
+        raise ValueError(f"kind must be 'roc' or 'pr', got {kind!r}.")
     y_true, y_score = check_scores(y_true, y_score)
     y_bin = label_binarize(y_true, classes=np.arange(y_score.shape[1]))
     curve = skm.roc_curve if kind == "roc" else skm.precision_recall_curve
-    if kind not in ("roc", "pr"):
-        raise ValueError(f"kind must be 'roc' or 'pr', got {kind!r}.")
     curves = {k: curve(y_bin[:, k], y_score[:, k])[:2] for k in range(y_score.shape[1])}
     curves["micro"] = curve(y_bin.ravel(), y_score.ravel())[:2]
     return curves
