@@ -163,9 +163,12 @@ def decode_images(source: ImageSource, ids) -> np.ndarray:
 
 
 def save_processed(folder: Path, frame: pd.DataFrame, images: np.ndarray) -> dict[str, Path]:
-    """Write catalogue.csv and images.npy (row k of the table is image k), via temporary files."""
-    if len(frame) != len(images):
-        raise ValueError(f"{len(frame)} rows but {len(images)} images.")
+    """Write catalogue.csv and images.npy (image k is row k of the table), via temporary files.
+
+    ``images`` may cover only the first rows (quick mode keeps the whole table, fewer images).
+    """
+    if len(images) > len(frame):
+        raise ValueError(f"{len(images)} images but only {len(frame)} rows.")
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"table": folder / "catalogue.csv", "images": folder / "catalogue_images.npy"}
     tmp_table, tmp_images = (p.with_name(p.name + ".part") for p in paths.values())

@@ -55,6 +55,13 @@ BUDGETS = {
     ("resnet_small", "quick"): Budget(epochs=1, train_limit=1000, test_limit=500, augment=True),
     ("resnet50", "full"): Budget(epochs=3, learning_rate=1e-3, train_limit=8000, jit_compile=True),
     ("resnet50", "quick"): Budget(epochs=1, train_limit=256, test_limit=500),
+    # catalogue chapters (06-08): 80x60 RGB; quick mode has the first 2,000 images of chapter 01
+    ("catalogue_cnn", "full"): Budget(epochs=6, batch_size=64, learning_rate=2e-3),
+    ("catalogue_cnn", "quick"): Budget(epochs=1, batch_size=64),
+    ("plain_network", "full"): Budget(epochs=2, batch_size=32, learning_rate=1e-2),
+    ("plain_network", "quick"): Budget(epochs=1, batch_size=32, learning_rate=1e-2),
+    ("catalogue_augment", "full"): Budget(epochs=2, batch_size=64, learning_rate=2e-3),  # chapter 07, per arm
+    ("catalogue_augment", "quick"): Budget(epochs=1, batch_size=64),
 }
 INPUT_SIZE = {"benchmark": 32, "lenet5": 32, "resnet_small": 28, "resnet50": 32}
 
@@ -86,11 +93,16 @@ def describe_splits(data: dict) -> pd.DataFrame:
     return table
 
 
-def train_model(name: str, data: dict, budget: Budget, seed: int = 42, **build_kwargs):
-    """Seed, build ``name`` from the registry, fit it with the budget; return (model, history)."""
+def train_model(name: str, data: dict, budget: Budget, seed: int = 42, augment=None, **build_kwargs):
+    """Seed, build ``name`` from the registry, fit it with the budget; return (model, history).
+
+    ``augment``: a list of Keras preprocessing layers; by default flips and shifts when the budget
+    asks for augmentation, none otherwise.
+    """
     set_seed(seed)
     model = build_model(name, data["x_train"].shape[1:], len(CLASS_NAMES), **build_kwargs)
-    augment = augmentation_layers(seed) if budget.augment else None
+    if augment is None and budget.augment:
+        augment = augmentation_layers(seed)
     train = make_dataset(data["x_train"], data["y_train"], budget.batch_size, True, seed, augment)
     val = make_dataset(data["x_val"], data["y_val"], 512, False, seed)
     steps = int(np.ceil(len(data["y_train"]) / budget.batch_size))

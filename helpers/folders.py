@@ -7,12 +7,16 @@ split with its own class folders and is kept as given; otherwise every image is 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from helpers.catalogue import IMAGE_SIZE, decode_image
 from helpers.fashion_mnist import DataError
+from helpers.splits import leak_free_split
+from helpers.tagging import prepare_catalogue
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "test": "test"}
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
@@ -45,3 +49,29 @@ def load_image_folder(root, size: tuple[int, int] = IMAGE_SIZE) -> tuple[dict, l
             images[k] = decode_image(path.read_bytes(), str(path), size)
         out[split] = (images, np.array([lab for _, lab in paths], dtype=np.int64), [p for p, _ in paths])
     return out, class_names
+
+
+def folder_catalogue(root, head: str = "category", size: tuple[int, int] = IMAGE_SIZE, min_count: int = 1,
+                     seed: int = 42):
+    """A shop's folder tree as chapter 06-08 data (``tagging.CatalogueData`` with one head).
+
+    The folder's own train / val / test split is kept when it has one (all three needed);
+    otherwise the images are split 70 / 15 / 15, stratified by class, with byte-identical files
+    kept in one split (``splits.leak_free_split``).
+    """
+    by_split, class_names = load_image_folder(root, size)
+    if set(by_split) not in ({"all"}, {"train", "val", "test"}):
+        raise DataError(f"{root} has only {sorted(by_split)}; give train/, validation/ (or val/) and test/, "
+                        "or no split folders at all.")
+    parts = list(by_split.items())
+    images = np.concatenate([images for _, (images, _, _) in parts])
+    paths = [p for _, (_, _, ps) in parts for p in ps]
+    digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
+    table = pd.DataFrame({"id": np.arange(len(paths)), "path": [str(p) for p in paths],
+                          head: [class_names[k] for _, (_, labels, _) in parts for k in labels]})
+    table["dup_group"] = pd.Series(digests).map({d: k for k, d in reversed(list(enumerate(digests)))})
+    if "all" in by_split:
+        split = leak_free_split(table, head, seed=seed)
+    else:
+        split = pd.Series(np.repeat([name for name, _ in parts], [len(labels) for _, (_, labels, _) in parts]))
+    return prepare_catalogue(table, images, split, min_count, heads=(head,)), table, split

@@ -200,5 +200,24 @@ def top_confusions(y_true, y_score, class_names, k: int = 8) -> pd.DataFrame:
     np.fill_diagonal(cm, 0)
     order = np.argsort(cm, axis=None)[::-1][:k]
     rows = [(class_names[i], class_names[j], int(cm[i, j]),
-             cm[i, j] / max(1, np.sum(y_true == i))) for i, j in zip(*np.unravel_index(order, cm.shape))]
+             cm[i, j] / max(1, np.sum(y_true == i))) for i, j in zip(*np.unravel_index(order, cm.shape))
+            if cm[i, j] > 0]
     return pd.DataFrame(rows, columns=["true", "predicted", "count", "share_of_true_class"])
+
+
+def paired_comparison(y_true, y_score_a, y_score_b, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Models A and B on the same examples: each accuracy with its 95% bootstrap interval, the
+    difference B - A with an interval from the *same* resamples (paired), and McNemar's test."""
+    y_true, y_score_a = check_scores(y_true, y_score_a)
+    _, y_score_b = check_scores(y_true, y_score_b)
+    pred_a, pred_b = y_score_a.argmax(1), y_score_b.argmax(1)
+    right = np.stack([pred_a == y_true, pred_b == y_true]).astype(float)
+    idx = np.random.default_rng(seed).integers(0, len(y_true), (n_boot, len(y_true)))
+    boot = right[:, idx].mean(axis=2)  # (2, n_boot)
+    low, high = np.quantile(boot, [0.025, 0.975], axis=1)
+    diff_low, diff_high = np.quantile(boot[1] - boot[0], [0.025, 0.975])
+    acc_a, acc_b = right.mean(axis=1)
+    return {"accuracy A": acc_a, "A low": low[0], "A high": high[0],
+            "accuracy B": acc_b, "B low": low[1], "B high": high[1],
+            "B - A": acc_b - acc_a, "B - A low": diff_low, "B - A high": diff_high,
+            **mcnemar_test(y_true, pred_a, pred_b)}

@@ -28,9 +28,9 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **kwa
     return MODELS[name](tuple(input_shape), num_classes, **kwargs)
 
 
-def _inputs(input_shape):
+def _inputs(input_shape, rescale: bool = True):
     inputs = keras.Input(shape=input_shape)
-    return inputs, layers.Rescaling(1.0 / 255)(inputs)
+    return inputs, layers.Rescaling(1.0 / 255)(inputs) if rescale else inputs
 
 
 def _dense_head(x, hidden: tuple[int, ...], num_classes: int, dropout: float):
@@ -43,9 +43,12 @@ def _dense_head(x, hidden: tuple[int, ...], num_classes: int, dropout: float):
 
 
 @register("benchmark")
-def build_benchmark(input_shape, num_classes, dropout: float = 0.0):
-    """The study's dense network (Hands-On ML): Flatten -> 300 -> 100 -> softmax."""
-    inputs, x = _inputs(input_shape)
+def build_benchmark(input_shape, num_classes, dropout: float = 0.0, rescale: bool = True):
+    """The study's dense network (Hands-On ML): Flatten -> 300 -> 100 -> softmax.
+
+    ``rescale=False`` feeds raw 0-255 pixels, as the study's catalogue attempt did (chapter 06).
+    """
+    inputs, x = _inputs(input_shape, rescale)
     outputs = _dense_head(layers.Flatten()(x), (300, 100), num_classes, dropout)
     return keras.Model(inputs, outputs, name="benchmark")
 
@@ -108,26 +111,30 @@ def build_resnet50(input_shape, num_classes, dropout: float = 0.5):
 
 
 @register("catalogue_cnn")
-def build_catalogue_cnn(input_shape, num_classes: dict[str, int], widths=(32, 64, 128, 256),
-                        dropout: float = 0.3):
+def build_catalogue_cnn(input_shape, num_classes: dict[str, int], stem: int = 32, widths=(48, 96, 192),
+                        embedding: int = 256, dropout: float = 0.3):
     """A multi-output CNN for catalogue photos: one shared trunk, one softmax head per attribute.
 
-    ``num_classes`` maps each head (``"gender"``, ``"articleType"``, ...) to its class count;
-    the trunk is four stages of two 3x3 convolutions with batch normalisation, each halving
-    the resolution, then global average pooling and a 256-wide embedding layer (``embedding``)
-    that chapter 08 reuses for similar-product search.
+    ``num_classes`` maps each head (``"gender"``, ``"articleType"``, ...) to its class count.
+    The trunk is a stride-2 3x3 stem (on this CPU the full-resolution layers cost as much as all
+    the rest), then one stage per width of two 3x3 convolutions with batch normalisation and a
+    2x2 max-pool, global average pooling and an ``embedding`` layer that chapter 08 reuses for
+    similar-product search.
     """
     if not isinstance(num_classes, dict) or not num_classes:
         raise ValueError("catalogue_cnn needs num_classes as {head name: number of classes}.")
     inputs, x = _inputs(input_shape)
+    x = _conv_bn_relu(x, stem, stride=2)
     for filters in widths:
-        for _ in range(2):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
-            x = layers.ReLU()(x)
+        x = _conv_bn_relu(_conv_bn_relu(x, filters), filters)
         x = layers.MaxPooling2D(2)(x)
     x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dense(256, activation="relu", name="embedding")(x)
+    x = layers.Dense(embedding, activation="relu", name="embedding")(x)
     x = layers.Dropout(dropout)(x)
     outputs = {head: layers.Dense(n, activation="softmax", name=head)(x) for head, n in num_classes.items()}
     return keras.Model(inputs, outputs, name="catalogue_cnn")
+
+
+def _conv_bn_relu(x, filters: int, stride: int = 1):
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+    return layers.ReLU()(layers.BatchNormalization()(x))

@@ -27,6 +27,7 @@ def start(chapter: str, mode: str | None = None, seed: int = 42) -> str:
     _started[chapter] = time.perf_counter()
     set_seed(seed)
     devices = [d.device_type for d in tf.config.list_logical_devices()]  # initialise devices here
+    tf.get_logger().setLevel("ERROR")  # no retracing notices when several models predict in a row
     sns.set_theme(style="whitegrid", context="notebook")
     plt.rcParams["figure.dpi"] = 80
     print(f"Chapter {chapter}: mode={mode}, seed={seed}, devices={devices}")

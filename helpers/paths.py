@@ -69,3 +69,10 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     tmp = path.with_name(path.name + ".part")
     tmp.write_bytes(payload)
     os.replace(tmp, path)
+
+
+def save_csv(table, name: str, mode: str | None = None, index: bool = True) -> Path:
+    """Write a pandas table to ``<results>/<name>.csv`` through a temporary file."""
+    path = results_dir(mode) / f"{name}.csv"
+    atomic_write_bytes(path, table.to_csv(index=index).encode())
+    return path

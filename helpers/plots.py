@@ -196,3 +196,101 @@ def plot_model_curves(curves: dict, kind: str = "roc", ax=None, title: str = "")
     ax.set_title(title)
     ax.legend(fontsize=8)
     return fig
+
+
+def plot_head_curves(history: dict, heads, title: str = ""):
+    """Multi-output training: total loss, and validation accuracy of every head, per epoch."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    ax_loss.plot(epochs, history["loss"], marker="o", label="training (class-weighted)")
+    ax_loss.plot(epochs, history["val_loss"], marker="o", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss, summed over heads")
+    ax_loss.legend(fontsize=8)
+    for head in heads:
+        ax_acc.plot(epochs, history[f"val_{head}_accuracy"], marker="o", label=head)
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy")
+    ax_acc.legend(fontsize=7, ncols=2)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_attribute_comparison(table, columns, ax=None, title: str = ""):
+    """Grouped horizontal bars: one group per attribute (the index), one bar per column."""
+    long = table[list(columns)].rename_axis("attribute").reset_index().melt(
+        id_vars="attribute", var_name="model", value_name="value")
+    fig, ax = _axes(ax, figsize=(7, 0.55 * len(table) * len(columns) / 2 + 1.5))
+    sns.barplot(long, x="value", y="attribute", hue="model", ax=ax)
+    ax.set(xlim=(0.5, 1.0), title=title, xlabel="accuracy", ylabel="")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def plot_augmented(images, augment, versions: int = 5, titles=None):
+    """Each image (a row) as it is, then ``versions`` random passes through the ``augment`` layers."""
+    images = np.asarray(images, dtype="float32")
+    fig, axes = plt.subplots(len(images), versions + 1, figsize=(1.2 * (versions + 1), 1.5 * len(images)),
+                             squeeze=False, layout="constrained")
+    passes = [images]
+    for _ in range(versions):
+        batch = images
+        for layer in augment:
+            batch = layer(batch, training=True)
+        passes.append(np.asarray(batch))
+    cmap = "gray_r" if images.shape[-1] == 1 else None
+    for col, batch in enumerate(passes):
+        for row, image in enumerate(batch):
+            ax = axes[row, col]
+            ax.imshow(np.clip(image, 0, 255).astype("uint8").squeeze(), cmap=cmap)
+            ax.axis("off")
+        axes[0, col].set_title("original" if col == 0 else f"random {col}", fontsize=8)
+    for row, title in enumerate(titles or []):
+        axes[row, 0].text(-0.1, 0.5, title, transform=axes[row, 0].transAxes, ha="right", va="center",
+                          fontsize=8)
+    return fig
+
+
+def plot_differences(table, title: str = "", ax=None, xlabel: str = "accuracy difference, B - A"):
+    """Paired differences ``B - A`` with their 95% intervals (``metrics.paired_comparison`` rows)."""
+    fig, ax = _axes(ax, figsize=(6, 0.45 * len(table) + 1.4))
+    y = np.arange(len(table))
+    err = [table["B - A"] - table["B - A low"], table["B - A high"] - table["B - A"]]
+    ax.errorbar(table["B - A"], y, xerr=err, fmt="o", capsize=4)
+    ax.axvline(0, color="grey", lw=1, ls="--")
+    ax.set_yticks(y, table.index)
+    ax.invert_yaxis()
+    ax.set(xlabel=xlabel, title=title)
+    return fig
+
+
+def plot_gallery(images, queries, neighbours, captions, relevant=None, title: str = ""):
+    """One row per query: the query photo, then its neighbours in order. ``captions`` holds one
+    string per item; ``relevant`` (queries, k) colours neighbour captions green (same) or red."""
+    k = neighbours.shape[1]
+    fig, axes = plt.subplots(len(queries), k + 1, figsize=(1.15 * (k + 1), 1.75 * len(queries)),
+                             squeeze=False, layout="constrained")
+    for row, (query, found) in enumerate(zip(queries, neighbours)):
+        for col, item in enumerate([query, *found]):
+            ax = axes[row, col]
+            ax.imshow(images[item])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            colour = "black" if col == 0 or relevant is None else ("green" if relevant[row, col - 1] else "red")
+            ax.set_title(str(captions[item]).replace(", ", "\n", 1), fontsize=6.5, color=colour)
+            if col == 0:
+                ax.set_ylabel("query", fontsize=8)
+                for spine in ax.spines.values():
+                    spine.set(edgecolor="black", linewidth=2)
+            else:
+                ax.axis("off")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_precision_curves(curves: dict, ax=None, title: str = ""):
+    """Precision@i against i for several methods (``{name: retrieval.precision_curve(...)}``)."""
+    fig, ax = _axes(ax, figsize=(6, 4))
+    for name, curve in curves.items():
+        ax.plot(np.arange(1, len(curve) + 1), curve, marker="o", label=name)
+    ax.set(xlabel="k (items shown)", ylabel="precision@k", ylim=(0, 1), title=title)
+    ax.legend(fontsize=8)
+    return fig

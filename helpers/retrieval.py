@@ -8,6 +8,7 @@ The query itself is never counted among its own neighbours.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
 
@@ -62,3 +63,23 @@ def average_precision_at_k(relevant) -> np.ndarray:
 
 def mean_average_precision_at_k(relevant) -> float:
     return float(average_precision_at_k(relevant).mean())
+
+
+def precision_curve(relevant) -> np.ndarray:
+    """Precision@i for i = 1..k (mean over queries): how precision falls as the list grows."""
+    relevant = np.asarray(relevant, dtype=float)
+    return (np.cumsum(relevant, axis=1) / np.arange(1, relevant.shape[1] + 1)).mean(axis=0)
+
+
+def retrieval_table(neighbours: dict, labels: dict) -> pd.DataFrame:
+    """Precision@k and MAP@k for every search method (``{name: neighbour indices}``) under every
+    definition of relevance (``{name: one label per item}``)."""
+    rows = []
+    for method, found in neighbours.items():
+        for relevance_name, item_labels in labels.items():
+            relevant = relevance(item_labels, found)
+            k = found.shape[1]
+            rows.append({"method": method, "relevant when same": relevance_name,
+                         f"precision@{k}": precision_at_k(relevant),
+                         f"MAP@{k}": mean_average_precision_at_k(relevant)})
+    return pd.DataFrame(rows).set_index(["method", "relevant when same"])

@@ -52,25 +52,35 @@ def augmentation_layers(seed: int, max_shift: float = 0.1):
 
 
 def rescale_crop_layers(seed: int, max_zoom: float = 0.2):
-    """The study's augmentation: random rescaling up to ``1 + max_zoom`` then a crop back to size,
-    plus a horizontal flip. Geometry only: pixel colours are interpolated, never shifted."""
+    """The study's augmentation: random rescaling up by as much as ``1 + max_zoom``, a crop back to
+    size at a random position, and a horizontal flip. Geometry only: pixel colours are
+    interpolated, never shifted (baseColour is a label)."""
     layers = keras.layers
+    shift = max_zoom / 4  # within the margin the zoom adds, mostly; beyond it, reflected content
     return [layers.RandomZoom(height_factor=(-max_zoom, 0.0), fill_mode="reflect", seed=seed),
+            layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=seed),
             layers.RandomFlip("horizontal", seed=seed)]
 
 
-def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None):
+def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None, sample_weight=None):
     """A tf.data pipeline: float32 images, optional shuffling and augmentation layers.
 
-    ``y`` is an array of labels, or a dict of arrays (one per output head) for multi-output models.
+    ``y`` is an array of labels, or a dict of arrays (one per output head) for multi-output models;
+    ``sample_weight`` (same structure as ``y``) weights each example's loss, e.g. by its class.
     """
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    parts = (x, y) if sample_weight is None else (x, y, sample_weight)
+    ds = tf.data.Dataset.from_tensor_slices(parts)
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b))
-    for layer in augment or []:
-        ds = ds.map(lambda a, b, layer=layer: (layer(a, training=True), b))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    layers = list(augment or [])
+
+    def to_float_and_augment(images, *rest):
+        images = tf.cast(images, tf.float32)
+        for layer in layers:
+            images = layer(images, training=True)
+        return (images, *rest)
+
+    return ds.batch(batch_size).map(to_float_and_augment).prefetch(tf.data.AUTOTUNE)
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -85,24 +95,28 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        print(f"epoch {epoch + 1}/{self.total_epochs}  loss {logs['loss']:.4f}  "
-              f"acc {logs['accuracy']:.4f}  val_loss {logs['val_loss']:.4f}  "
-              f"val_acc {logs['val_accuracy']:.4f}  ({time.perf_counter() - self.start:.0f} s)",
+        train = f"acc {logs['accuracy']:.4f}  " if "accuracy" in logs else ""
+        val = "  ".join(f"{key[4:].removesuffix('accuracy').rstrip('_') or 'acc'} {value:.4f}"
+                        for key, value in logs.items() if key.startswith("val_") and key.endswith("accuracy"))
+        print(f"epoch {epoch + 1}/{self.total_epochs}  loss {logs['loss']:.4f}  {train}"
+              f"val_loss {logs['val_loss']:.4f}  val: {val}  ({time.perf_counter() - self.start:.0f} s)",
               flush=True)
 
 
 def fit_classifier(model, train, val, epochs: int, learning_rate: float, steps_per_epoch: int,
-                   weight_decay: float = 1e-4, jit_compile="auto") -> dict:
-    """Compile with AdamW and a cosine-decayed learning rate, fit, keep the best val epoch.
+                   weight_decay: float = 1e-4, jit_compile="auto", loss="sparse_categorical_crossentropy",
+                   metrics=("accuracy",), monitor: str = "val_accuracy") -> dict:
+    """Compile with AdamW and a cosine-decayed learning rate, fit, keep the best ``monitor`` epoch.
 
+    ``loss`` and ``metrics`` may be dicts keyed by output head (multi-output models).
     Returns the history as a dict of lists plus ``seconds`` (wall time of the fit).
     """
     schedule = keras.optimizers.schedules.CosineDecay(
         learning_rate, decay_steps=max(1, epochs * steps_per_epoch), alpha=0.01)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  loss=loss, metrics=metrics if isinstance(metrics, dict) else list(metrics),
                   jit_compile=jit_compile)
-    best = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=epochs,
+    best = keras.callbacks.EarlyStopping(monitor=monitor, patience=epochs,
                                          restore_best_weights=True)
     start = time.perf_counter()
     history = model.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False,
@@ -112,11 +126,18 @@ def fit_classifier(model, train, val, epochs: int, learning_rate: float, steps_p
     return result
 
 
-def predict_proba(model, x, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities (n, num_classes) in float64, rows renormalised to sum to one."""
-    scores = np.asarray(model.predict(x.astype("float32"), batch_size=batch_size, verbose=0),
-                        dtype=np.float64)
+def _renormalise(scores) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
     return scores / scores.sum(axis=1, keepdims=True)
+
+
+def predict_proba(model, x, batch_size: int = 256):
+    """Class probabilities (n, num_classes) in float64, rows renormalised to sum to one;
+    a dict of them, one per head, for a multi-output model."""
+    scores = model.predict(np.asarray(x, dtype="float32"), batch_size=batch_size, verbose=0)
+    if isinstance(scores, dict):
+        return {head: _renormalise(s) for head, s in scores.items()}
+    return _renormalise(scores)
 
 
 def save_predictions(path: Path, y_true, y_score, history: dict, meta: dict) -> None:

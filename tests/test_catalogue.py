@@ -79,5 +79,6 @@ def test_save_processed_writes_both_files_atomically(tmp_path):
     paths = catalogue.save_processed(tmp_path, frame, images)
     assert paths["table"].is_file() and paths["images"].is_file()
     assert not list(tmp_path.glob("*.part"))
-    with pytest.raises(ValueError, match="2 rows but 1 images"):
-        catalogue.save_processed(tmp_path, frame, images[:1])
+    catalogue.save_processed(tmp_path, frame, images[:1])  # quick mode: whole table, fewer images
+    with pytest.raises(ValueError, match="3 images but only 2 rows"):
+        catalogue.save_processed(tmp_path, frame, np.zeros((3, 80, 60, 3), dtype="uint8"))

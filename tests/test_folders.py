@@ -39,3 +39,23 @@ def test_empty_or_broken_folders_are_explained(tmp_path):
     (tmp_path / "bag" / "bad.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DataError, match="bad.jpg cannot be decoded"):
         load_image_folder(tmp_path)
+
+
+def test_folder_catalogue_keeps_given_splits_or_makes_a_leak_free_one(tmp_path):
+    from helpers.folders import folder_catalogue
+
+    _tree(tmp_path / "given", {"train/shirt/a.jpg": "red", "train/shoe/b.jpg": "blue", "val/shoe/c.jpg": "blue",
+                               "test/shirt/d.jpg": "red"})
+    data, table, split = folder_catalogue(tmp_path / "given", head="type")
+    assert data.names == {"type": ["shirt", "shoe"]}
+    assert {k: v["type"].tolist() for k, v in data.labels.items()} == {"train": [0, 1], "val": [1], "test": [0]}
+    layout = {f"{c}/{i}.png": (i * 20, 10, 10) if c == "bag" else (10, i * 20, 10)
+              for c in ("bag", "belt") for i in range(10)}
+    _tree(tmp_path / "flat", layout)
+    (tmp_path / "flat" / "bag" / "copy.png").write_bytes((tmp_path / "flat" / "bag" / "0.png").read_bytes())
+    data, table, split = folder_catalogue(tmp_path / "flat")
+    assert sum(len(v) for v in data.images.values()) == 21
+    assert table.groupby("dup_group")["id"].apply(lambda ids: split[ids].nunique()).max() == 1
+    with pytest.raises(DataError, match="has only"):
+        _tree(tmp_path / "half", {"train/a/x.jpg": "red", "test/a/y.jpg": "red"})
+        folder_catalogue(tmp_path / "half")

@@ -123,3 +123,17 @@ def test_correctness_curves_area(random_scores):
 def test_one_vs_rest_curves_rejects_unknown_kind():
     with pytest.raises(ValueError, match="'roc' or 'pr'"):
         metrics.one_vs_rest_curves(Y_TRUE, Y_SCORE, "det")
+
+
+def test_paired_comparison_by_hand():
+    y_true = np.array([0, 1, 1, 0, 1])
+    a = np.eye(2)[[0, 1, 0, 1, 1]]  # right on 0, 1, 4
+    b = np.eye(2)[[0, 1, 1, 0, 0]]  # right on 0, 1, 2, 3
+    row = metrics.paired_comparison(y_true, a, b, n_boot=200, seed=0)
+    assert row["accuracy A"] == pytest.approx(0.6) and row["accuracy B"] == pytest.approx(0.8)
+    assert row["B - A"] == pytest.approx(0.2)
+    assert row["B - A low"] <= 0.2 <= row["B - A high"]
+    assert row["A low"] <= 0.6 <= row["A high"]
+    assert (row["a_only_right"], row["b_only_right"]) == (1, 2)
+    with pytest.raises(ValueError, match="shape"):
+        metrics.paired_comparison(y_true, a, b[:4])

@@ -35,3 +35,19 @@ def test_relevance_compares_labels_of_neighbours_with_the_query():
 def test_too_few_items_is_a_clear_error():
     with pytest.raises(ValueError, match="k=3 needs at least 4 embeddings"):
         retrieval.nearest_neighbours(np.eye(3), k=3)
+
+
+def test_precision_curve_by_hand():
+    # rank 1: (1 + 0 + 0) / 3; rank 2: (1/2 + 0 + 1/2) / 3; rank 3: (2/3 + 0 + 2/3) / 3
+    np.testing.assert_allclose(retrieval.precision_curve(RELEVANT), [1 / 3, 1 / 3, 4 / 9])
+
+
+def test_retrieval_table_scores_every_method_and_definition():
+    labels = np.array(["shirt", "shirt", "shoe", "shoe"])
+    colours = np.array(["red", "blue", "red", "red"])
+    perfect = np.array([[1], [0], [3], [2]])
+    definitions = {"type": labels, "type+colour": np.char.add(labels, colours)}
+    table = retrieval.retrieval_table({"perfect": perfect}, definitions)
+    assert table.loc[("perfect", "type"), "precision@1"] == 1.0
+    assert table.loc[("perfect", "type+colour"), "precision@1"] == pytest.approx(0.5)
+    assert table.loc[("perfect", "type+colour"), "MAP@1"] == pytest.approx(0.5)

@@ -2,15 +2,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import splits
+from helpers import splits, tagging
+from helpers.paths import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
 def article_split(catalogue_audit):
+    """Chapter 06's split of the real catalogue (rows with an image, as chapter 01 saves them)."""
     *_, table, _ = catalogue_audit
-    table = table[table["has_image"]].copy()
-    table["label"] = splits.group_rare(table["articleType"], min_count=50)
-    return table, splits.leak_free_split(table, "label", seed=0)
+    table = table[table["has_image"]].reset_index(drop=True)
+    table["label"] = splits.group_rare(table["articleType"], min_count=tagging.MIN_COUNT)
+    return table, tagging.split_catalogue(table, seed=42)
+
+
+def test_committed_split_is_the_one_chapter_06_makes(article_split):
+    table, split = article_split
+    saved = pd.read_csv(REPO_ROOT / "results" / "catalogue_split.csv")
+    assert saved["id"].tolist() == table["id"].tolist()
+    assert saved["split"].tolist() == split.tolist()
 
 
 def test_no_test_image_is_byte_identical_to_a_training_image(article_split):

@@ -1,0 +1,99 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from helpers import experiment, tagging
+from helpers.splits import MISSING
+
+NAMES = {"gender": ["Men", "Women", "Boys"], "usage": ["Casual", "Formal"]}
+
+
+def test_example_weights_are_balanced_weights_to_a_power_and_zero_when_missing():
+    y = np.array([0, 0, 0, 1, MISSING])
+    full = tagging.example_weights({"usage": y}, {"usage": NAMES["usage"]}, power=1.0)["usage"]
+    # balanced: n / (classes * count) = 4 / (2 * 3) and 4 / (2 * 1)
+    np.testing.assert_allclose(full, [4 / 6, 4 / 6, 4 / 6, 2.0, 0.0], rtol=1e-6)
+    root = tagging.example_weights({"usage": y}, {"usage": NAMES["usage"]})["usage"]
+    np.testing.assert_allclose(root, np.sqrt(full), rtol=1e-6)
+    flat = tagging.example_weights({"usage": y}, {"usage": NAMES["usage"]}, power=0.0)["usage"]
+    np.testing.assert_allclose(flat, [1, 1, 1, 1, 0])
+
+
+def test_masked_accuracy_skips_missing_labels():
+    metric = tagging.MaskedAccuracy()
+    y_pred = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.6, 0.4]], dtype="float32")
+    metric.update_state(np.array([0, 0, MISSING, 1]), y_pred)
+    assert float(metric.result()) == pytest.approx(1 / 3)
+
+
+def test_attribute_table_matches_scikit_learn_on_known_rows():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    y[::10] = MISSING
+    score = rng.dirichlet(np.ones(3), 200)
+    table = tagging.attribute_table({"gender": y}, {"gender": score}, NAMES)
+    known = y != MISSING
+    pred = score[known].argmax(1)
+    assert table.loc["gender", "accuracy"] == pytest.approx(skm.accuracy_score(y[known], pred))
+    assert table.loc["gender", "balanced accuracy"] == pytest.approx(skm.balanced_accuracy_score(y[known], pred))
+    assert table.loc["gender", "macro F1"] == pytest.approx(skm.f1_score(y[known], pred, average="macro"))
+    assert table.loc["gender", "weighted F1"] == pytest.approx(skm.f1_score(y[known], pred, average="weighted"))
+    assert table.loc["gender", "test images"] == known.sum()
+
+
+def test_top_classes_confusion_pools_the_rest_as_other():
+    y_true = np.array([0, 0, 0, 1, 1, 2, MISSING])
+    y_pred = np.array([0, 1, 2, 1, 2, 2, 0])
+    cm, labels = tagging.top_classes_confusion(y_true, y_pred, NAMES["gender"], n=2)
+    assert labels == ["Men", "Women", "(other)"]
+    assert cm.tolist() == [[1, 1, 1], [0, 1, 1], [0, 0, 1]]
+    assert cm.sum() == 6  # the missing label is not scored
+
+
+def test_prepare_catalogue_uses_whole_table_for_classes_and_only_rows_with_images():
+    table = pd.DataFrame({"id": range(8), "gender": ["Men", "Women"] * 4, "usage": ["Casual"] * 7 + [None]})
+    split = pd.Series(["train", "train", "val", "test"] * 2)
+    images = np.zeros((5, 8, 6, 3), dtype=np.uint8)  # quick mode: fewer images than rows
+    data = tagging.prepare_catalogue(table, images, split, min_count=2, heads=("gender", "usage"))
+    assert data.names == {"gender": ["Men", "Women"], "usage": ["Casual"]}
+    assert {k: len(v) for k, v in data.images.items()} == {"train": 3, "val": 1, "test": 1}
+    assert data.ids["train"].tolist() == [0, 1, 4]
+    assert data.sizes().loc["images"].tolist() == [3, 1, 1]
+
+
+def test_tags_round_trip(tmp_path, monkeypatch):
+    y_true = {"gender": np.array([0, 2, MISSING])}
+    y_score = {"gender": np.eye(3)[[0, 2, 1]]}
+    path = tmp_path / "x_tags.npz"
+    tagging.save_tags(path, y_true, y_score, {"gender": NAMES["gender"]}, [7, 8, 9], {"model": "x"})
+    monkeypatch.setattr(tagging, "results_dir", lambda mode=None: tmp_path)
+    back = tagging.load_tags(name="x")
+    assert back["y_true"]["gender"].tolist() == [0, 2, MISSING] and back["model"] == "x"
+    np.testing.assert_allclose(back["y_score"]["gender"], y_score["gender"])
+    with pytest.raises(FileNotFoundError, match="run the chapter"):
+        tagging.load_tags(name="missing")
+
+
+def test_train_tagger_learns_every_head_with_masked_labels():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (48, 32, 24, 3), dtype=np.uint8)
+    labels = {"gender": rng.integers(0, 3, 48), "usage": np.where(rng.random(48) < 0.3, MISSING, 1)}
+    data = tagging.CatalogueData({"train": images[:32], "val": images[32:], "test": images[32:]},
+                                 {s: {h: y[sl] for h, y in labels.items()}
+                                  for s, sl in (("train", slice(0, 32)), ("val", slice(32, 48)),
+                                                ("test", slice(32, 48)))},
+                                 {s: np.arange(16) for s in ("train", "val", "test")}, NAMES)
+    model, history = tagging.train_tagger(data, experiment.Budget(epochs=1, batch_size=16), seed=0,
+                                          stem=8, widths=(8, 8, 8))
+    assert {"val_gender_accuracy", "val_usage_accuracy", "seconds"} <= set(history)
+    assert np.isfinite(history["loss"]).all()
+    assert model.get_layer("embedding").output.shape[-1] == 256
+    assert tagging.embed(model, images[:5]).shape == (5, 256)
+
+
+def test_compare_with_published_lines_up_every_head():
+    ours = pd.DataFrame({"accuracy": 0.9, "weighted F1": 0.8}, index=list(tagging.HEADS))
+    table = tagging.compare_with_published(ours)
+    assert table.loc["gender", "published accuracy"] == 0.921
+    assert table["beats published"].tolist() == [False, False, False, True, True, True, True]
