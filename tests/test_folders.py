@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import experiment
 from helpers.fashion_mnist import DataError
 from helpers.folders import load_image_folder
 
@@ -59,3 +60,18 @@ def test_folder_catalogue_keeps_given_splits_or_makes_a_leak_free_one(tmp_path):
     with pytest.raises(DataError, match="has only"):
         _tree(tmp_path / "half", {"train/a/x.jpg": "red", "test/a/y.jpg": "red"})
         folder_catalogue(tmp_path / "half")
+
+
+def test_readme_own_photos_recipe_runs(tmp_path, monkeypatch):
+    """The README's "Your own photos" code, as written, on a small folder tree."""
+    import re
+
+    from helpers.paths import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    code = re.search(r"## Your own photos.*?```python\n(.*?)```", readme, re.S).group(1)
+    _tree(tmp_path / "my_photos", {f"{c}/{i}.png": (i * 6, 200 if c == "bag" else 20, 90)
+                                   for c in ("bag", "belt") for i in range(40)})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(experiment.BUDGETS, ("catalogue_cnn", "full"), experiment.Budget(epochs=1, batch_size=16))
+    exec(compile(code, "README.md", "exec"), {})
