@@ -218,10 +218,10 @@ def plot_attribute_comparison(table, columns, ax=None, title: str = ""):
     """Grouped horizontal bars: one group per attribute (the index), one bar per column."""
     long = table[list(columns)].rename_axis("attribute").reset_index().melt(
         id_vars="attribute", var_name="model", value_name="value")
-    fig, ax = _axes(ax, figsize=(7, 0.55 * len(table) * len(columns) / 2 + 1.5))
+    fig, ax = _axes(ax, figsize=(7, 0.22 * len(table) * len(columns) + 1.2))
     sns.barplot(long, x="value", y="attribute", hue="model", ax=ax)
     ax.set(xlim=(0.5, 1.0), title=title, xlabel="accuracy", ylabel="")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
 
 

@@ -7,9 +7,14 @@ The query itself is never counted among its own neighbours.
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
+
+from helpers.paths import atomic_write_bytes
 
 
 def nearest_neighbours(embeddings, k: int, queries=None) -> np.ndarray:
@@ -83,3 +88,17 @@ def retrieval_table(neighbours: dict, labels: dict) -> pd.DataFrame:
                          f"precision@{k}": precision_at_k(relevant),
                          f"MAP@{k}": mean_average_precision_at_k(relevant)})
     return pd.DataFrame(rows).set_index(["method", "relevant when same"])
+
+
+def save_neighbours(path, ids, neighbours: dict) -> None:
+    """The searched items' ids and each method's neighbour lists (positions into ``ids``), atomically,
+    so that the retrieval scores can be recomputed without the model."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, ids=np.asarray(ids), **{f"neighbours__{m}": np.asarray(f, np.int32)
+                                                        for m, f in neighbours.items()})
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def load_neighbours(path) -> tuple[np.ndarray, dict]:
+    with np.load(path) as data:
+        return data["ids"], {k.removeprefix("neighbours__"): data[k] for k in data.files if k != "ids"}

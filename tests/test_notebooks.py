@@ -20,8 +20,8 @@ def _code_lines(nb):
     return lines
 
 
-def test_series_has_five_numbered_chapters():
-    assert [p.name[:2] for p in CHAPTERS] == ["01", "02", "03", "04", "05"]
+def test_series_has_six_numbered_chapters():
+    assert [p.name[:2] for p in CHAPTERS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
@@ -48,6 +48,7 @@ def test_committed_chapter_holds_the_full_run_without_errors(path):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     stderr = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
     assert not re.search(r"^[IWEF]\d{4} |absl::", stderr, re.M), f"{path.name}: TensorFlow's C++ log in outputs"
+    assert "AutoGraph could not transform" not in stderr, f"{path.name}: tf.data function AutoGraph cannot parse"
     injected = [c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert not any("mode" in src or "data_root" in src for src in injected), "nbval would rerun in full mode"
     text = "".join(o.get("text", "") for o in outputs)
