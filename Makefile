@@ -17,7 +17,7 @@ $(VENV)/.installed: environment.yml pyproject.toml helpers/envfile.py
 	$(PY) -m pip install -q -r build/requirements.txt
 	touch $@
 
-series: setup            ## the whole series (MODE=full by default: about an hour on 2 CPU cores)
+series: setup            ## the whole series (MODE=full by default: about 2.5 hours on 2 CPU cores)
 	$(PY) -m helpers.runner --mode $(MODE)
 
 quick: setup             ## the whole series in quick mode (minutes), written under build/quick/

@@ -23,7 +23,7 @@ def test_quick_series_runs_renders_and_leaves_committed_outputs_alone(data_root)
     assert links == [p.stem + ".html" for p in runner.chapters()]
     assert all((index.parent / link).is_file() for link in links)
     figures = REPO_ROOT / "build" / "quick" / "figures"
-    assert {p.name[:2] for p in figures.glob("0[1-6]_*.png")} == {f"0{k}" for k in range(1, 7)}
+    assert {p.name[:2] for p in figures.glob("0[1-8]_*.png")} == {f"0{k}" for k in range(1, 9)}
     assert committed == {d: _digests(REPO_ROOT / d) for d in ("notebooks", "figures", "results")}
 
 
