@@ -25,7 +25,14 @@ from helpers.metrics import paired_comparison
 from helpers.models import build_model
 from helpers.paths import atomic_write_bytes, processed_dir, results_dir, series_mode
 from helpers.plots import plot_misclassified
-from helpers.splits import MISSING, class_weights, encode_labels, leak_free_split, masked_sparse_crossentropy
+from helpers.splits import (
+    MISSING,
+    class_weights,
+    encode_labels,
+    group_rare,
+    leak_free_split,
+    masked_sparse_crossentropy,
+)
 from helpers.training import fit_classifier, make_dataset, predict_proba, set_seed
 
 HEADS = ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "usage")
@@ -65,8 +72,7 @@ def load_processed(mode: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
 def split_catalogue(table: pd.DataFrame, seed: int = 42, min_count: int = MIN_COUNT) -> pd.Series:
     """The leak-free train / val / test split (70 / 15 / 15), stratified by articleType with rare
     types excluded, identical photos kept together; saved by chapter 06 for 07 and 08."""
-    codes, _ = encode_labels(table, [STRATIFY_BY], min_count)
-    labelled = table.assign(**{STRATIFY_BY: np.where(codes[STRATIFY_BY] == MISSING, None, table[STRATIFY_BY])})
+    labelled = table.assign(**{STRATIFY_BY: group_rare(table[STRATIFY_BY], min_count)})
     return leak_free_split(labelled, STRATIFY_BY, seed=seed)
 
 
