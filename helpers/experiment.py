@@ -51,9 +51,9 @@ BUDGETS = {
     ("benchmark", "quick"): Budget(epochs=2, train_limit=3000, test_limit=500),
     ("lenet5", "full"): Budget(epochs=20, learning_rate=2e-3),
     ("lenet5", "quick"): Budget(epochs=2, train_limit=3000, test_limit=500),
-    ("resnet_small", "full"): Budget(epochs=8, learning_rate=3e-3, augment=True),
+    ("resnet_small", "full"): Budget(epochs=10, learning_rate=3e-3, augment=True),
     ("resnet_small", "quick"): Budget(epochs=1, train_limit=1000, test_limit=500, augment=True),
-    ("resnet50", "full"): Budget(epochs=3, learning_rate=1e-3, train_limit=8000, jit_compile=True),
+    ("resnet50", "full"): Budget(epochs=3, batch_size=64, learning_rate=1e-3, train_limit=10000),
     ("resnet50", "quick"): Budget(epochs=1, train_limit=256, test_limit=500),
     # catalogue chapters (06-08): 80x60 RGB; quick mode has the first 2,000 images of chapter 01
     ("catalogue_cnn", "full"): Budget(epochs=6, batch_size=64, learning_rate=2e-3),

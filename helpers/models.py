@@ -97,13 +97,22 @@ def build_resnet_small(input_shape, num_classes, widths=(16, 32, 64), blocks_per
 
 
 @register("resnet50")
-def build_resnet50(input_shape, num_classes, dropout: float = 0.5):
-    """The study's ResNet-50 (Keras applications, trained from scratch) -> Dropout -> Dense."""
+def build_resnet50(input_shape, num_classes, dropout: float = 0.5, bn_momentum: float = 0.9):
+    """The study's ResNet-50 (Keras applications, trained from scratch) -> Dropout -> Dense.
+
+    ``bn_momentum``: the momentum of the backbone's batch-normalisation moving averages. Keras'
+    default, 0.99, needs thousands of training steps before the test-time statistics are right; a
+    CPU budget gives hundreds, and with 0.99 the network collapses to one class at test time
+    (chapter 04 shows it). Pass 0.99 to reproduce that.
+    """
     inputs, x = _inputs(input_shape)
     if input_shape[-1] == 1:  # ResNet50 expects three channels
         x = layers.Concatenate()([x, x, x])
     backbone = keras.applications.ResNet50(
         include_top=False, weights=None, input_shape=(*input_shape[:2], 3), pooling="avg")
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = bn_momentum
     x = backbone(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(num_classes, activation="softmax")(x)
@@ -111,22 +120,23 @@ def build_resnet50(input_shape, num_classes, dropout: float = 0.5):
 
 
 @register("catalogue_cnn")
-def build_catalogue_cnn(input_shape, num_classes: dict[str, int], stem: int = 32, widths=(48, 96, 192),
-                        embedding: int = 256, dropout: float = 0.3):
+def build_catalogue_cnn(input_shape, num_classes: dict[str, int], stem: int | None = 32, widths=(48, 96, 192),
+                        embedding: int = 256, dropout: float = 0.3, batch_norm: bool = True):
     """A multi-output CNN for catalogue photos: one shared trunk, one softmax head per attribute.
 
     ``num_classes`` maps each head (``"gender"``, ``"articleType"``, ...) to its class count.
-    The trunk is a stride-2 3x3 stem (on this CPU the full-resolution layers cost as much as all
-    the rest), then one stage per width of two 3x3 convolutions with batch normalisation and a
-    2x2 max-pool, global average pooling and an ``embedding`` layer that chapter 08 reuses for
-    similar-product search.
+    The trunk is an optional stride-2 3x3 stem of ``stem`` filters (None: none), then one stage per
+    width of two 3x3 convolutions (with batch normalisation when ``batch_norm``) and a 2x2 max-pool,
+    global average pooling and an ``embedding`` layer that chapter 08 reuses for similar-product
+    search.
     """
     if not isinstance(num_classes, dict) or not num_classes:
         raise ValueError("catalogue_cnn needs num_classes as {head name: number of classes}.")
     inputs, x = _inputs(input_shape)
-    x = _conv_bn_relu(x, stem, stride=2)
+    if stem:
+        x = _conv_relu(x, stem, batch_norm, stride=2)
     for filters in widths:
-        x = _conv_bn_relu(_conv_bn_relu(x, filters), filters)
+        x = _conv_relu(_conv_relu(x, filters, batch_norm), filters, batch_norm)
         x = layers.MaxPooling2D(2)(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dense(embedding, activation="relu", name="embedding")(x)
@@ -135,6 +145,9 @@ def build_catalogue_cnn(input_shape, num_classes: dict[str, int], stem: int = 32
     return keras.Model(inputs, outputs, name="catalogue_cnn")
 
 
-def _conv_bn_relu(x, filters: int, stride: int = 1):
+def _conv_relu(x, filters: int, batch_norm: bool = True, stride: int = 1):
+    """3x3 convolution -> (batch normalisation) -> ReLU."""
+    if not batch_norm:
+        return layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu")(x)
     x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
     return layers.ReLU()(layers.BatchNormalization()(x))

@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from helpers.paths import figures_dir
 
@@ -80,6 +80,7 @@ def plot_training_curves(history: dict, title: str = ""):
         ax.plot(epochs, history[key], marker="o", label="training")
         ax.plot(epochs, history[f"val_{key}"], marker="o", label="validation")
         ax.set(xlabel="epoch", ylabel=key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     fig.suptitle(title)
     return fig
@@ -205,10 +206,12 @@ def plot_head_curves(history: dict, heads, title: str = ""):
     ax_loss.plot(epochs, history["loss"], marker="o", label="training (class-weighted)")
     ax_loss.plot(epochs, history["val_loss"], marker="o", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss, summed over heads")
+    ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.legend(fontsize=8)
     for head in heads:
         ax_acc.plot(epochs, history[f"val_{head}_accuracy"], marker="o", label=head)
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy")
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.legend(fontsize=7, ncols=2)
     fig.suptitle(title)
     return fig

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -46,3 +47,18 @@ def test_resnet50_accepts_colour_input():
 def test_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError, match="valid names: benchmark, catalogue_cnn, lenet5, resnet50, resnet_small"):
         build_model("resnet18", (32, 32, 1), 10)
+
+
+def test_resnet50_batch_norm_momentum_is_set_on_every_backbone_layer():
+    for momentum in (0.9, 0.99):
+        backbone = build_model("resnet50", (32, 32, 1), 10, bn_momentum=momentum).get_layer("resnet50")
+        norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        assert len(norms) == 53 and {layer.momentum for layer in norms} == {momentum}
+
+
+def test_catalogue_cnn_trunk_options():
+    heads = {"gender": 5}
+    plain = build_model("catalogue_cnn", (80, 60, 3), heads, stem=None, widths=(32, 32), batch_norm=False)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
+    # four 3x3 convolutions with biases (3->32, 32->32, 32->32, 32->32), embedding 32->256, head 256->5
+    assert plain.count_params() == (3 * 9 * 32 + 32) + 3 * (32 * 9 * 32 + 32) + (32 * 256 + 256) + (256 * 5 + 5)
