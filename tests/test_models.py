@@ -50,10 +50,10 @@ def test_unknown_name_lists_the_valid_ones():
 
 
 def test_resnet50_batch_norm_momentum_is_set_on_every_backbone_layer():
-    for momentum in (0.9, 0.99):
-        backbone = build_model("resnet50", (32, 32, 1), 10, bn_momentum=momentum).get_layer("resnet50")
-        norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
-        assert len(norms) == 53 and {layer.momentum for layer in norms} == {momentum}
+    # 0.9, not Keras' 0.99: with a few hundred CPU steps 0.99 collapses the test-time predictions (chapter 04)
+    backbone = build_model("resnet50", (32, 32, 1), 10).get_layer("resnet50")
+    norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 53 and {layer.momentum for layer in norms} == {0.9}
 
 
 def test_catalogue_cnn_trunk_options():
