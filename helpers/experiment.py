@@ -42,7 +42,6 @@ class Budget:
     train_limit: int | None = None  # training images used (None: all that remain after validation)
     test_limit: int | None = None  # test images evaluated (None: all 10,000); equal across models
     augment: bool = False
-    jit_compile: bool | str = "auto"  # XLA; Keras falls back to False (with a warning) where unsupported
 
 
 VAL_SIZE = {"quick": 500, "full": 5000}
@@ -53,7 +52,7 @@ BUDGETS = {
     ("lenet5", "quick"): Budget(epochs=2, train_limit=3000, test_limit=500),
     ("resnet_small", "full"): Budget(epochs=10, learning_rate=3e-3, augment=True),
     ("resnet_small", "quick"): Budget(epochs=1, train_limit=1000, test_limit=500, augment=True),
-    ("resnet50", "full"): Budget(epochs=3, batch_size=64, learning_rate=1e-3, train_limit=10000),
+    ("resnet50", "full"): Budget(epochs=3, batch_size=64, learning_rate=1e-3, train_limit=25000),
     ("resnet50", "quick"): Budget(epochs=1, train_limit=256, test_limit=500),
     # catalogue chapters (06-08): 80x60 RGB; quick mode has the first 2,000 images of chapter 01
     ("catalogue_cnn", "full"): Budget(epochs=6, batch_size=64, learning_rate=2e-3),
@@ -106,8 +105,7 @@ def train_model(name: str, data: dict, budget: Budget, seed: int = 42, augment=N
     train = make_dataset(data["x_train"], data["y_train"], budget.batch_size, True, seed, augment)
     val = make_dataset(data["x_val"], data["y_val"], 512, False, seed)
     steps = int(np.ceil(len(data["y_train"]) / budget.batch_size))
-    history = fit_classifier(model, train, val, budget.epochs, budget.learning_rate, steps,
-                             jit_compile=budget.jit_compile)
+    history = fit_classifier(model, train, val, budget.epochs, budget.learning_rate, steps)
     return model, history
 
 

@@ -221,7 +221,6 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
     val = make_dataset(data.images["val"], data.labels["val"], 256, False, seed)
     steps = int(np.ceil(len(data.images["train"]) / budget.batch_size))
     history = fit_classifier(model, train, val, budget.epochs, budget.learning_rate, steps,
-                             jit_compile=budget.jit_compile,
                              loss={h: masked_sparse_crossentropy for h in heads},
                              metrics={h: [MaskedAccuracy()] for h in heads}, monitor="val_loss")
     return model, history

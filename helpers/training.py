@@ -104,7 +104,7 @@ class EpochLog(keras.callbacks.Callback):
 
 
 def fit_classifier(model, train, val, epochs: int, learning_rate: float, steps_per_epoch: int,
-                   weight_decay: float = 1e-4, jit_compile="auto", loss="sparse_categorical_crossentropy",
+                   weight_decay: float = 1e-4, loss="sparse_categorical_crossentropy",
                    metrics=("accuracy",), monitor: str = "val_accuracy") -> dict:
     """Compile with AdamW and a cosine-decayed learning rate, fit, keep the best ``monitor`` epoch.
 
@@ -114,8 +114,7 @@ def fit_classifier(model, train, val, epochs: int, learning_rate: float, steps_p
     schedule = keras.optimizers.schedules.CosineDecay(
         learning_rate, decay_steps=max(1, epochs * steps_per_epoch), alpha=0.01)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
-                  loss=loss, metrics=metrics if isinstance(metrics, dict) else list(metrics),
-                  jit_compile=jit_compile)
+                  loss=loss, metrics=metrics if isinstance(metrics, dict) else list(metrics))
     best = keras.callbacks.EarlyStopping(monitor=monitor, patience=epochs,
                                          restore_best_weights=True)
     start = time.perf_counter()

@@ -47,3 +47,17 @@ def test_environment_yml_is_the_one_dependency_list():
     assert {"tensorflow", "papermill", "nbval", "scikit-learn", "seaborn", "jupyterlab"} <= names
     assert "python" not in names and "-e ." in reqs
     assert envfile.requirements("dependencies:\n  - numpy=1.26\n") == ["numpy==1.26"]
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "1"), ("0", "0")])
+def test_importing_helpers_turns_on_onednn_unless_the_user_chose(preset, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if preset is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = preset
+    code = "import os, helpers; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
