@@ -131,14 +131,36 @@ def prepare_catalogue(table, images, split: pd.Series, min_count: int = MIN_COUN
     return data
 
 
+def class_weight_table(labels: dict[str, np.ndarray], names: dict, power: float = 0.5) -> dict[str, np.ndarray]:
+    """Per head, one weight per class: the "balanced" class weight raised to ``power``
+    (1: fully balanced, 0: unweighted; 0.5 softens a 140:1 ratio to about 12:1)."""
+    return {head: np.array(list(class_weights(y, len(names[head])).values())) ** power
+            for head, y in labels.items()}
+
+
 def example_weights(labels: dict[str, np.ndarray], names: dict, power: float = 0.5) -> dict[str, np.ndarray]:
-    """Per-example loss weights per head: the "balanced" class weight raised to ``power``
-    (1: fully balanced, 0: unweighted; 0.5 softens a 140:1 ratio to about 12:1), 0 where missing."""
+    """Per-example loss weights per head: the weight of the example's class
+    (``class_weight_table``), 0 where the label is missing."""
     out = {}
-    for head, y in labels.items():
-        weights = class_weights(y, len(names[head]))
-        table = np.array([weights[k] ** power for k in range(len(names[head]))] + [0.0], dtype=np.float32)
-        out[head] = table[np.where(y == MISSING, len(names[head]), y)]
+    for head, table in class_weight_table(labels, names, power).items():
+        table = np.append(table, 0.0).astype(np.float32)
+        out[head] = table[np.where(labels[head] == MISSING, len(table) - 1, labels[head])]
+    return out
+
+
+def undo_class_weights(y_score: dict, weights: dict) -> dict:
+    """Per head, the probabilities divided by the class weights and renormalised.
+
+    A model trained with class weights learns probabilities proportional to weight x p(class | image);
+    dividing the weights out recovers p(class | image), whose argmax maximises plain accuracy
+    (post-hoc logit adjustment), while the weighted scores favour balanced accuracy. Classes with
+    weight 0 (absent from training) keep probability 0.
+    """
+    out = {}
+    for head, scores in y_score.items():
+        scores = np.asarray(scores, dtype=np.float64)
+        adjusted = np.divide(scores, weights[head], out=np.zeros_like(scores), where=weights[head] > 0)
+        out[head] = adjusted / adjusted.sum(axis=1, keepdims=True)
     return out
 
 

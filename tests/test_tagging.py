@@ -20,6 +20,18 @@ def test_example_weights_are_balanced_weights_to_a_power_and_zero_when_missing()
     np.testing.assert_allclose(flat, [1, 1, 1, 1, 0])
 
 
+def test_undo_class_weights_recovers_the_unweighted_probabilities():
+    p = np.array([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4]])
+    weights = {"gender": np.array([0.5, 2.0, 0.0])}  # the third class never appeared in training
+    learned = p[:, :2] * weights["gender"][:2]
+    learned = np.c_[learned / learned.sum(axis=1, keepdims=True), [0.0, 0.0]]
+    undone = tagging.undo_class_weights({"gender": learned}, weights)["gender"]
+    np.testing.assert_allclose(undone[:, :2], p[:, :2] / p[:, :2].sum(axis=1, keepdims=True))
+    np.testing.assert_array_equal(undone[:, 2], 0.0)
+    # the weighted scores pick the up-weighted class in the first row; undoing the weights does not
+    assert learned[0].argmax() == 1 and undone[0].argmax() == 0
+
+
 def test_masked_accuracy_skips_missing_labels():
     metric = tagging.MaskedAccuracy()
     y_pred = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.6, 0.4]], dtype="float32")
