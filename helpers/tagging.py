@@ -153,13 +153,15 @@ def undo_class_weights(y_score: dict, weights: dict) -> dict:
 
     A model trained with class weights learns probabilities proportional to weight x p(class | image);
     dividing the weights out recovers p(class | image), whose argmax maximises plain accuracy
-    (post-hoc logit adjustment), while the weighted scores favour balanced accuracy. Classes with
-    weight 0 (absent from training) keep probability 0.
+    (post-hoc logit adjustment), while the weighted scores favour balanced accuracy. ``weights`` maps
+    each head to its per-class weights (``class_weight_table``). Classes with weight 0 (absent from
+    training) keep probability 0.
     """
     out = {}
     for head, scores in y_score.items():
         scores = np.asarray(scores, dtype=np.float64)
-        adjusted = np.divide(scores, weights[head], out=np.zeros_like(scores), where=weights[head] > 0)
+        weight = np.asarray(weights[head], dtype=np.float64)  # arrays, or lists as saved with the history
+        adjusted = np.divide(scores, weight, out=np.zeros_like(scores), where=weight > 0)
         out[head] = adjusted / adjusted.sum(axis=1, keepdims=True)
     return out
 

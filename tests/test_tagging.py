@@ -26,6 +26,8 @@ def test_undo_class_weights_recovers_the_unweighted_probabilities():
     learned = p[:, :2] * weights["gender"][:2]
     learned = np.c_[learned / learned.sum(axis=1, keepdims=True), [0.0, 0.0]]
     undone = tagging.undo_class_weights({"gender": learned}, weights)["gender"]
+    as_saved = tagging.undo_class_weights({"gender": learned}, {"gender": weights["gender"].tolist()})["gender"]
+    np.testing.assert_array_equal(as_saved, undone)  # the table as saved in a JSON history works too
     np.testing.assert_allclose(undone[:, :2], p[:, :2] / p[:, :2].sum(axis=1, keepdims=True))
     np.testing.assert_array_equal(undone[:, 2], 0.0)
     # the weighted scores pick the up-weighted class in the first row; undoing the weights does not
