@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -51,10 +55,6 @@ def test_environment_yml_is_the_one_dependency_list():
 
 @pytest.mark.parametrize("preset, expected", [(None, "1"), ("0", "0")])
 def test_importing_helpers_turns_on_onednn_unless_the_user_chose(preset, expected):
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     if preset is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = preset
