@@ -234,7 +234,8 @@ def load_tags(mode: str | None = None, name: str = "catalogue_cnn") -> dict:
 def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weight_power: float = 0.5,
                  **build_kwargs):
     """Seed, build the multi-output ``catalogue_cnn`` and fit it: masked cross-entropy per head,
-    class weights as per-example weights (``example_weights``), the best val-loss epoch kept."""
+    class weights as per-example weights (``example_weights``), the best val-loss epoch kept.
+    The history also holds the class-weight table, so ``undo_class_weights`` can be applied later."""
     set_seed(seed)
     heads = list(data.names)
     model = build_model("catalogue_cnn", data.images["train"].shape[1:],
@@ -247,6 +248,8 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
     history = fit_classifier(model, train, val, budget.epochs, budget.learning_rate, steps,
                              loss={h: masked_sparse_crossentropy for h in heads},
                              metrics={h: [MaskedAccuracy()] for h in heads}, monitor="val_loss")
+    history["class_weights"] = {h: w.tolist() for h, w in
+                                class_weight_table(data.labels["train"], data.names, weight_power).items()}
     return model, history
 
 

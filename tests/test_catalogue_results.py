@@ -7,7 +7,7 @@ from sklearn import metrics as skm
 
 from helpers import metrics, retrieval, tagging
 from helpers.paths import REPO_ROOT
-from helpers.splits import MISSING
+from helpers.splits import MISSING, encode_labels
 from helpers.training import load_predictions
 
 RESULTS = REPO_ROOT / "results"
@@ -38,6 +38,26 @@ def test_06_attribute_table_is_scikit_learn_on_known_labels(tags):
         pred = tags["y_score"][head][known].argmax(1)
         assert table.loc[head, "accuracy"] == pytest.approx(skm.accuracy_score(y[known], pred))
         assert table.loc[head, "weighted F1"] == pytest.approx(skm.f1_score(y[known], pred, average="weighted"))
+
+
+def test_06_class_weights_are_the_documented_square_root_of_balanced_on_the_training_split(tags, split,
+                                                                                           catalogue_audit):
+    *_, table, _ = catalogue_audit
+    table = table.set_index("id").loc[split["id"]].reset_index()  # the rows with an image, in split order
+    codes, names = encode_labels(table, tagging.HEADS, tagging.MIN_COUNT)
+    train = split["split"].to_numpy() == "train"
+    saved = tags["history"]["class_weights"]
+    for head in tagging.HEADS:
+        y = codes[head][train]
+        y = y[y != MISSING]
+        counts = np.bincount(y, minlength=len(names[head]))
+        expected = np.divide(len(y) / (np.count_nonzero(counts) * counts), 1, where=counts > 0,
+                             out=np.zeros(len(counts))) ** 0.5
+        np.testing.assert_allclose(saved[head], expected, rtol=1e-9)
+    # dividing them out changes the scores the comparison with published figures uses, and only argmax-wise
+    undone = tagging.undo_class_weights(tags["y_score"], saved)
+    np.testing.assert_allclose(undone["gender"].sum(axis=1), 1.0)
+    assert (undone["gender"].argmax(1) != tags["y_score"]["gender"].argmax(1)).any()
 
 
 def test_07_augmentation_table_is_recomputed_from_saved_predictions():
