@@ -55,7 +55,7 @@ BUDGETS = {
     ("resnet50", "full"): Budget(epochs=3, batch_size=64, learning_rate=1e-3, train_limit=25000),
     ("resnet50", "quick"): Budget(epochs=1, train_limit=256, test_limit=500),
     # catalogue chapters (06-08): 80x60 RGB; quick mode has the first 2,000 images of chapter 01
-    ("catalogue_cnn", "full"): Budget(epochs=7, batch_size=64, learning_rate=2e-3),
+    ("catalogue_cnn", "full"): Budget(epochs=8, batch_size=64, learning_rate=2e-3),
     ("catalogue_cnn", "quick"): Budget(epochs=1, batch_size=64),
     ("plain_network", "full"): Budget(epochs=2, batch_size=32, learning_rate=1e-2),
     ("plain_network", "quick"): Budget(epochs=1, batch_size=32, learning_rate=1e-2),

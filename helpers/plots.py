@@ -98,7 +98,7 @@ def plot_confusion_matrix(cm, class_names, normalize: bool = False, ax=None, tit
                 xticklabels=class_names, yticklabels=class_names, cbar=False,
                 annot_kws={"fontsize": 7})
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    ax.tick_params(axis="x", labelrotation=60)
+    plt.setp(ax.get_xticklabels(), rotation=60, ha="right", rotation_mode="anchor")  # label ends under their column
     return fig
 
 

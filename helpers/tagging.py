@@ -141,10 +141,16 @@ def class_weight_table(labels: dict[str, np.ndarray], names: dict, power: float 
 def example_weights(labels: dict[str, np.ndarray], names: dict, power: float = 0.5) -> dict[str, np.ndarray]:
     """Per-example loss weights per head: the weight of the example's class
     (``class_weight_table``), 0 where the label is missing."""
+    return weights_of_examples(labels, class_weight_table(labels, names, power))
+
+
+def weights_of_examples(labels: dict[str, np.ndarray], table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per head, each example's class weight looked up in ``table`` (``class_weight_table``);
+    0 where the label is missing."""
     out = {}
-    for head, table in class_weight_table(labels, names, power).items():
-        table = np.append(table, 0.0).astype(np.float32)
-        out[head] = table[np.where(labels[head] == MISSING, len(table) - 1, labels[head])]
+    for head, weights in table.items():
+        weights = np.append(weights, 0.0).astype(np.float32)
+        out[head] = weights[np.where(labels[head] == MISSING, len(weights) - 1, labels[head])]
     return out
 
 
@@ -240,16 +246,15 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
     heads = list(data.names)
     model = build_model("catalogue_cnn", data.images["train"].shape[1:],
                         {h: len(data.names[h]) for h in heads}, **build_kwargs)
-    weights = example_weights(data.labels["train"], data.names, weight_power)
+    table = class_weight_table(data.labels["train"], data.names, weight_power)
     train = make_dataset(data.images["train"], data.labels["train"], budget.batch_size, True, seed,
-                         augment, sample_weight=weights)
+                         augment, sample_weight=weights_of_examples(data.labels["train"], table))
     val = make_dataset(data.images["val"], data.labels["val"], 256, False, seed)
     steps = int(np.ceil(len(data.images["train"]) / budget.batch_size))
     history = fit_classifier(model, train, val, budget.epochs, budget.learning_rate, steps,
                              loss={h: masked_sparse_crossentropy for h in heads},
                              metrics={h: [MaskedAccuracy()] for h in heads}, monitor="val_loss")
-    history["class_weights"] = {h: w.tolist() for h, w in
-                                class_weight_table(data.labels["train"], data.names, weight_power).items()}
+    history["class_weights"] = {h: w.tolist() for h, w in table.items()}
     return model, history
 
 
