@@ -98,7 +98,7 @@ def plot_confusion_matrix(cm, class_names, normalize: bool = False, ax=None, tit
                 xticklabels=class_names, yticklabels=class_names, cbar=False,
                 annot_kws={"fontsize": 7})
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    plt.setp(ax.get_xticklabels(), rotation=60, ha="right", rotation_mode="anchor")  # label ends under their column
+    plt.setp(ax.get_xticklabels(), rotation=60, ha="right", rotation_mode="anchor")  # each label ends under its column
     return fig
 
 
