@@ -240,7 +240,7 @@ def load_tags(mode: str | None = None, name: str = "catalogue_cnn") -> dict:
 def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weight_power: float = 0.5,
                  **build_kwargs):
     """Seed, build the multi-output ``catalogue_cnn`` and fit it: masked cross-entropy per head,
-    class weights as per-example weights (``example_weights``), the best val-loss epoch kept.
+    class weights (``class_weight_table``, computed once) as per-example weights, the best val-loss epoch kept.
     The history also holds the class-weight table, so ``undo_class_weights`` can be applied later."""
     set_seed(seed)
     heads = list(data.names)
