@@ -99,6 +99,7 @@ def plot_confusion_matrix(cm, class_names, normalize: bool = False, ax=None, tit
                 annot_kws={"fontsize": 7})
     ax.set(xlabel="predicted", ylabel="true", title=title)
     plt.setp(ax.get_xticklabels(), rotation=60, ha="right", rotation_mode="anchor")  # each label ends under its column
+    ax.tick_params(axis="y", labelrotation=0)  # class names read across, however few rows
     return fig
 
 

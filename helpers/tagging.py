@@ -204,15 +204,16 @@ def attribute_table(y_true: dict, y_score: dict, names: dict) -> pd.DataFrame:
 
 def top_classes_confusion(y_true, y_pred, names, n: int = 20) -> tuple[np.ndarray, list[str]]:
     """Confusion counts among the ``n`` most frequent true classes, everything else pooled as
-    "(other)" - readable where a head has 70+ classes. Missing labels are skipped."""
+    "(other)" - readable where a head has 70+ classes; no "(other)" where every class fits.
+    Missing labels are skipped."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     known = y_true != MISSING
     y_true, y_pred = y_true[known], y_pred[known]
     top = np.argsort(-np.bincount(y_true, minlength=len(names)), kind="stable")[:n]
     position = np.full(len(names), len(top))
     position[top] = np.arange(len(top))
-    cm = skm.confusion_matrix(position[y_true], position[y_pred], labels=range(len(top) + 1))
-    return cm, [names[k] for k in top] + ["(other)"]
+    labels = [names[k] for k in top] + (["(other)"] if len(top) < len(names) else [])
+    return skm.confusion_matrix(position[y_true], position[y_pred], labels=range(len(labels))), labels
 
 
 def save_tags(path, y_true: dict, y_score: dict, names: dict, ids, meta: dict) -> None:

@@ -65,6 +65,12 @@ def test_top_classes_confusion_pools_the_rest_as_other():
     assert cm.sum() == 6  # the missing label is not scored
 
 
+def test_top_classes_confusion_has_no_other_when_every_class_fits():
+    cm, labels = tagging.top_classes_confusion(np.array([2, 2, 0]), np.array([2, 0, 0]), NAMES["gender"], n=20)
+    assert labels == [NAMES["gender"][k] for k in (2, 0, 1)]  # by frequency, ties in class order
+    assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 0]]
+
+
 def test_prepare_catalogue_uses_whole_table_for_classes_and_only_rows_with_images():
     table = pd.DataFrame({"id": range(8), "gender": ["Men", "Women"] * 4, "usage": ["Casual"] * 7 + [None]})
     split = pd.Series(["train", "train", "val", "test"] * 2)
