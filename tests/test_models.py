@@ -62,3 +62,13 @@ def test_catalogue_cnn_trunk_options():
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
     # four 3x3 convolutions with biases (3->32, 32->32, 32->32, 32->32), embedding 32->256, head 256->5
     assert plain.count_params() == (3 * 9 * 32 + 32) + 3 * (32 * 9 * 32 + 32) + (32 * 256 + 256) + (256 * 5 + 5)
+
+
+def test_catalogue_cnn_has_dropout_only_when_asked():
+    heads = {"gender": 5}
+    default = build_model("catalogue_cnn", (80, 60, 3), heads)
+    with_dropout = build_model("catalogue_cnn", (80, 60, 3), heads, dropout=0.3)
+    dropouts = [[layer.rate for layer in m.layers if isinstance(layer, keras.layers.Dropout)]
+                for m in (default, with_dropout)]
+    assert dropouts == [[], [0.3]]
+    assert default.count_params() == with_dropout.count_params()
