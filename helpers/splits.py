@@ -90,14 +90,28 @@ def class_weights(y, num_classes: int) -> dict[int, float]:
     return {k: float(weights[list(present).index(k)]) if k in present else 0.0 for k in range(num_classes)}
 
 
-def masked_sparse_crossentropy(y_true, y_pred):
+def masked_sparse_crossentropy(y_true, y_pred, margin: float = 0.0):
     """Per-example cross-entropy, zero where the label is ``MISSING`` (-1).
 
     Missing labels then add neither loss nor gradient to their head; Keras averages the
-    per-example values over the batch as usual.
+    per-example values over the batch as usual. ``margin`` > 0 subtracts that much from the true
+    class's logit before the softmax is taken again (the additive margin of CosFace, Wang et al.
+    2018): for a head ``softmax(scale * cosine)`` pass ``scale * m`` to ask for a cosine lead of ``m``.
     """
     y_true = ops.reshape(ops.cast(y_true, "int32"), (-1,))
     present = ops.not_equal(y_true, MISSING)
     safe = ops.where(present, y_true, ops.zeros_like(y_true))
-    loss = keras.losses.sparse_categorical_crossentropy(safe, y_pred)
+    if margin:
+        logits = ops.log(ops.clip(y_pred, 1e-12, 1.0)) - margin * ops.one_hot(safe, ops.shape(y_pred)[-1])
+        loss = keras.losses.sparse_categorical_crossentropy(safe, logits, from_logits=True)
+    else:
+        loss = keras.losses.sparse_categorical_crossentropy(safe, y_pred)
     return loss * ops.cast(present, loss.dtype)
+
+
+def margin_crossentropy(margin: float):
+    """``masked_sparse_crossentropy`` with a fixed logit ``margin``, as a Keras loss function."""
+    def loss(y_true, y_pred):
+        return masked_sparse_crossentropy(y_true, y_pred, margin)
+    loss.__name__ = f"masked_sparse_crossentropy_margin_{margin:g}"
+    return loss

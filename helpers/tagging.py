@@ -31,7 +31,7 @@ from helpers.splits import (
     encode_labels,
     group_rare,
     leak_free_split,
-    masked_sparse_crossentropy,
+    margin_crossentropy,
 )
 from helpers.training import fit_classifier, make_dataset, predict_proba, set_seed
 
@@ -239,21 +239,25 @@ def load_tags(mode: str | None = None, name: str = "catalogue_cnn") -> dict:
 
 
 def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weight_power: float = 0.5,
-                 **build_kwargs):
+                 margin: float = 0.2, **build_kwargs):
     """Seed, build the multi-output ``catalogue_cnn`` and fit it: masked cross-entropy per head,
     class weights (``class_weight_table``, computed once) as per-example weights, the best val-loss epoch kept.
+    With cosine heads (the default), every head's loss asks the true class to lead by ``margin`` in
+    cosine (CosFace): photos of one class gather closer together, which chapter 08's search uses.
     The history also holds the class-weight table, so ``undo_class_weights`` can be applied later."""
     set_seed(seed)
     heads = list(data.names)
     model = build_model("catalogue_cnn", data.images["train"].shape[1:],
                         {h: len(data.names[h]) for h in heads}, **build_kwargs)
+    scale = getattr(model.get_layer(heads[0]), "scale", 0.0)  # 0 for plain softmax heads
     table = class_weight_table(data.labels["train"], data.names, weight_power)
     train = make_dataset(data.images["train"], data.labels["train"], budget.batch_size, True, seed,
                          augment, sample_weight=weights_of_examples(data.labels["train"], table))
     val = make_dataset(data.images["val"], data.labels["val"], 256, False, seed)
     steps = int(np.ceil(len(data.images["train"]) / budget.batch_size))
+    loss = margin_crossentropy(scale * margin)
     history = fit_classifier(model, train, val, budget.epochs, budget.learning_rate, steps,
-                             loss={h: masked_sparse_crossentropy for h in heads},
+                             loss={h: loss for h in heads},
                              metrics={h: [MaskedAccuracy()] for h in heads}, monitor="val_loss")
     history["class_weights"] = {h: w.tolist() for h, w in table.items()}
     return model, history

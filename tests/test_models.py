@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from helpers.models import MODELS, build_model
+from helpers.models import MODELS, CosineSoftmax, build_model
 
 EXPECTED = {  # name: (input shape, parameters); the study's counts for benchmark and lenet5
     "benchmark": ((32, 32, 1), 338_610),
@@ -56,12 +56,32 @@ def test_resnet50_batch_norm_momentum_is_set_on_every_backbone_layer():
     assert len(norms) == 53 and {layer.momentum for layer in norms} == {0.9}
 
 
+def test_cosine_heads_depend_on_direction_only_and_survive_saving(tmp_path):
+    model = build_model("catalogue_cnn", (80, 60, 3), {"gender": 5, "articleType": 70})
+    assert isinstance(model.get_layer("gender"), CosineSoftmax) and model.get_layer("gender").scale == 16.0
+    head = model.get_layer("articleType")
+    x = np.random.default_rng(0).normal(size=(3, 256)).astype("float32")
+    p = np.asarray(head(x))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(head(5 * x)), p, rtol=1e-5)  # the length of the embedding does not matter
+    # no cosine is above 1, so no probability ratio exceeds e^(16 * 2)
+    assert np.all(np.log(p.max(axis=1) / p.min(axis=1)) <= 32 + 1e-3)
+    model.save(tmp_path / "m.keras")
+    images = np.random.default_rng(1).integers(0, 255, (2, 80, 60, 3)).astype("float32")
+    loaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0)["articleType"],
+                               model.predict(images, verbose=0)["articleType"], rtol=1e-5)
+
+
 def test_catalogue_cnn_trunk_options():
     heads = {"gender": 5}
-    plain = build_model("catalogue_cnn", (80, 60, 3), heads, stem=None, widths=(32, 32), batch_norm=False)
+    plain = build_model("catalogue_cnn", (80, 60, 3), heads, stem=None, widths=(32, 32), batch_norm=False,
+                        cosine_scale=None)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
     # four 3x3 convolutions with biases (3->32, 32->32, 32->32, 32->32), embedding 32->256, head 256->5
     assert plain.count_params() == (3 * 9 * 32 + 32) + 3 * (32 * 9 * 32 + 32) + (32 * 256 + 256) + (256 * 5 + 5)
+    cosine = build_model("catalogue_cnn", (80, 60, 3), heads, stem=None, widths=(32, 32), batch_norm=False)
+    assert cosine.count_params() == plain.count_params() - 5  # a cosine head has directions, no biases
 
 
 def test_catalogue_cnn_has_dropout_only_when_asked():

@@ -61,6 +61,17 @@ def test_masked_loss_ignores_missing_labels():
     np.testing.assert_allclose(with_missing, expected, rtol=1e-5)
 
 
+def test_margin_loss_lowers_the_true_logit_and_still_ignores_missing_labels():
+    y_pred = np.array([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]], dtype="float32")
+    loss = splits.margin_crossentropy(1.0)
+    got = np.asarray(loss(np.array([0, splits.MISSING, 1]), y_pred))
+    # logits log p with 1 taken off the true class: -log(0.7 e^-1 / (0.7 e^-1 + 0.3))
+    expected = [-np.log(0.7 / np.e / (0.7 / np.e + 0.3)), 0.0, -np.log(0.5 / np.e / (0.5 / np.e + 0.5))]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    no_margin = np.asarray(splits.margin_crossentropy(0.0)(np.array([0, 1, 1]), y_pred))
+    np.testing.assert_allclose(no_margin, -np.log([0.7, 0.8, 0.5]), rtol=1e-5)
+
+
 def test_saved_split_round_trips(tmp_path):
     split = pd.Series(["train", "test"])
     splits.save_split(tmp_path / "split.csv", [10, 11], split)
