@@ -174,10 +174,12 @@ def build_catalogue_cnn(input_shape, num_classes: dict[str, int], stem: int | No
     x = layers.Dense(embedding, activation=None if cosine_scale else "relu", name="embedding")(x)
     if dropout:
         x = layers.Dropout(dropout)(x)
-    if cosine_scale:
-        outputs = {head: CosineSoftmax(n, cosine_scale, name=head)(x) for head, n in num_classes.items()}
-    else:
-        outputs = {head: layers.Dense(n, activation="softmax", name=head)(x) for head, n in num_classes.items()}
+    def head(n: int, name: str):
+        if cosine_scale:
+            return CosineSoftmax(n, cosine_scale, name=name)
+        return layers.Dense(n, activation="softmax", name=name)
+
+    outputs = {name: head(n, name)(x) for name, n in num_classes.items()}
     return keras.Model(inputs, outputs, name="catalogue_cnn")
 
 
