@@ -296,5 +296,5 @@ def plot_precision_curves(curves: dict, ax=None, title: str = ""):
     for name, curve in curves.items():
         ax.plot(np.arange(1, len(curve) + 1), curve, marker="o", label=name)
     ax.set(xlabel="k (items shown)", ylabel="precision@k", ylim=(0, 1), title=title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)  # below: no curve hidden
     return fig

@@ -17,24 +17,23 @@ from sklearn.neighbors import NearestNeighbors
 from helpers.paths import atomic_write_bytes
 
 
-def nearest_neighbours(embeddings, k: int, queries=None) -> np.ndarray:
-    """Indices (n_queries, k) of the k most cosine-similar rows of ``embeddings``.
+def nearest_neighbours(embeddings, k: int, query_rows=None) -> np.ndarray:
+    """Indices (n_queries, k) of the k rows of ``embeddings`` most cosine-similar to each query.
 
-    Without ``queries`` every row queries the others (itself excluded).
+    The queries are the rows ``query_rows`` of ``embeddings`` (all rows when None); each searches
+    every row, itself excluded. So a shop's new products (``query_rows``) search the whole catalogue.
     """
     embeddings = np.asarray(embeddings, dtype=np.float32)
     if embeddings.ndim != 2:
         raise ValueError(f"embeddings must have shape (n, dim), got {embeddings.shape}.")
-    self_query = queries is None
-    if k + int(self_query) > len(embeddings):
-        raise ValueError(f"k={k} needs at least {k + int(self_query)} embeddings, got {len(embeddings)}.")
-    index = NearestNeighbors(n_neighbors=k + int(self_query), metric="cosine").fit(embeddings)
-    found = index.kneighbors(embeddings if self_query else np.asarray(queries, np.float32),
-                             return_distance=False)
-    if not self_query:
-        return found
-    rows = np.arange(len(embeddings))[:, None]
-    keep = found != rows  # drop the query itself wherever it appears (ties may move it)
+    if k + 1 > len(embeddings):
+        raise ValueError(f"k={k} needs at least {k + 1} embeddings, got {len(embeddings)}.")
+    rows = np.arange(len(embeddings)) if query_rows is None else np.asarray(query_rows)
+    index = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(embeddings)
+    # all rows: pass the fitted array itself, so scikit-learn sees X is Y and exact ties (duplicate
+    # photos) come out in the same order as in the committed neighbour lists
+    found = index.kneighbors(embeddings if query_rows is None else embeddings[rows], return_distance=False)
+    keep = found != rows[:, None]  # drop the query itself wherever it appears (ties may move it)
     return np.stack([r[m][:k] for r, m in zip(found, keep)])
 
 
@@ -76,13 +75,16 @@ def precision_curve(relevant) -> np.ndarray:
     return (np.cumsum(relevant, axis=1) / np.arange(1, relevant.shape[1] + 1)).mean(axis=0)
 
 
-def retrieval_table(neighbours: dict, labels: dict) -> pd.DataFrame:
+def retrieval_table(neighbours: dict, labels: dict, query_rows=None) -> pd.DataFrame:
     """Precision@k and MAP@k for every search method (``{name: neighbour indices}``) under every
-    definition of relevance (``{name: one label per item}``)."""
+    definition of relevance (``{name: one label per item}``); the queries are the items
+    ``query_rows`` (all items when None), as in ``nearest_neighbours``."""
     rows = []
     for method, found in neighbours.items():
         for relevance_name, item_labels in labels.items():
-            relevant = relevance(item_labels, found)
+            item_labels = np.asarray(item_labels)
+            asking = item_labels if query_rows is None else item_labels[query_rows]
+            relevant = relevance(item_labels, found, asking)
             k = found.shape[1]
             rows.append({"method": method, "relevant when same": relevance_name,
                          f"precision@{k}": precision_at_k(relevant),

@@ -25,6 +25,15 @@ def test_nearest_neighbours_use_cosine_and_exclude_the_query():
     assert all(i not in row for i, row in enumerate(found))
 
 
+def test_some_rows_can_search_every_row_without_finding_themselves():
+    emb = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [10, 0.5]])
+    found = retrieval.nearest_neighbours(emb, k=2, query_rows=[0, 2])
+    assert found.tolist() == [[4, 1], [3, 1]]
+    labels = np.array(["shirt", "shirt", "shoe", "shoe", "shirt"])
+    table = retrieval.retrieval_table({"search": found}, {"type": labels}, query_rows=[0, 2])
+    assert table.loc[("search", "type"), "precision@2"] == pytest.approx(3 / 4)  # shirt: 2 of 2, shoe: 1 of 2
+
+
 def test_relevance_compares_labels_of_neighbours_with_the_query():
     labels = np.array(["shirt", "shirt", "shoe", "shoe"])
     neighbours = np.array([[1, 2], [0, 3], [3, 0], [2, 1]])
