@@ -30,8 +30,8 @@ def nearest_neighbours(embeddings, k: int, query_rows=None) -> np.ndarray:
         raise ValueError(f"k={k} needs at least {k + 1} embeddings, got {len(embeddings)}.")
     rows = np.arange(len(embeddings)) if query_rows is None else np.asarray(query_rows)
     index = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(embeddings)
-    # all rows: pass the fitted array itself, so scikit-learn sees X is Y and exact ties (duplicate
-    # photos) come out in the same order as in the committed neighbour lists
+    # all rows: query with the fitted array itself; a copy rounds some cosine distances differently
+    # here and reorders exact ties (duplicate photos), so the saved neighbour lists would change
     found = index.kneighbors(embeddings if query_rows is None else embeddings[rows], return_distance=False)
     keep = found != rows[:, None]  # drop the query itself wherever it appears (ties may move it)
     return np.stack([r[m][:k] for r, m in zip(found, keep)])
