@@ -109,9 +109,20 @@ def masked_sparse_crossentropy(y_true, y_pred, margin: float = 0.0):
     return loss * ops.cast(present, loss.dtype)
 
 
-def margin_crossentropy(margin: float):
-    """``masked_sparse_crossentropy`` with a fixed logit ``margin``, as a Keras loss function."""
-    def loss(y_true, y_pred):
-        return masked_sparse_crossentropy(y_true, y_pred, margin)
-    loss.__name__ = f"masked_sparse_crossentropy_margin_{margin:g}"
-    return loss
+@keras.saving.register_keras_serializable(package="helpers")
+class MarginCrossentropy(keras.losses.Loss):
+    """``masked_sparse_crossentropy`` with a fixed logit ``margin``, as a Keras loss.
+
+    A registered class, not a closure, so a model compiled with it saves and loads whole
+    (``keras.models.load_model`` with ``compile=True``). ``call`` gives the per-example values.
+    """
+
+    def __init__(self, margin: float = 0.0, name: str | None = None, **kwargs):
+        super().__init__(name=name or f"masked_sparse_crossentropy_margin_{margin:g}", **kwargs)
+        self.margin = float(margin)
+
+    def call(self, y_true, y_pred):
+        return masked_sparse_crossentropy(y_true, y_pred, self.margin)
+
+    def get_config(self):
+        return {**super().get_config(), "margin": self.margin}

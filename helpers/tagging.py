@@ -27,11 +27,11 @@ from helpers.paths import atomic_write_bytes, processed_dir, results_dir, series
 from helpers.plots import plot_misclassified
 from helpers.splits import (
     MISSING,
+    MarginCrossentropy,
     class_weights,
     encode_labels,
     group_rare,
     leak_free_split,
-    margin_crossentropy,
 )
 from helpers.training import fit_classifier, make_dataset, predict_proba, set_seed
 
@@ -255,7 +255,7 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
                          augment, sample_weight=weights_of_examples(data.labels["train"], table))
     val = make_dataset(data.images["val"], data.labels["val"], 256, False, seed)
     steps = int(np.ceil(len(data.images["train"]) / budget.batch_size))
-    loss = margin_crossentropy(scale * margin)
+    loss = MarginCrossentropy(scale * margin)
     history = fit_classifier(model, train, val, budget.epochs, budget.learning_rate, steps,
                              loss={h: loss for h in heads},
                              metrics={h: [MaskedAccuracy()] for h in heads}, monitor="val_loss")
@@ -335,7 +335,7 @@ def compare_heads(y_true: dict, score_a: dict, score_b: dict, n_boot: int = 1000
 
 
 def load_tagger(mode: str | None = None, name: str = "catalogue_cnn") -> keras.Model:
-    """The model chapter 06 trained (for inference: not compiled, so no custom loss is needed)."""
+    """The model chapter 06 trained, for inference (not compiled: no optimizer state is needed)."""
     path = model_path(mode, name)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run notebooks/06_catalogue.ipynb "

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,13 +64,26 @@ def test_masked_loss_ignores_missing_labels():
 
 def test_margin_loss_lowers_the_true_logit_and_still_ignores_missing_labels():
     y_pred = np.array([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]], dtype="float32")
-    loss = splits.margin_crossentropy(1.0)
-    got = np.asarray(loss(np.array([0, splits.MISSING, 1]), y_pred))
+    loss = splits.MarginCrossentropy(1.0)
+    got = np.asarray(loss.call(np.array([0, splits.MISSING, 1]), y_pred))
     # logits log p with 1 taken off the true class: -log(0.7 e^-1 / (0.7 e^-1 + 0.3))
     expected = [-np.log(0.7 / np.e / (0.7 / np.e + 0.3)), 0.0, -np.log(0.5 / np.e / (0.5 / np.e + 0.5))]
     np.testing.assert_allclose(got, expected, rtol=1e-5)
-    no_margin = np.asarray(splits.margin_crossentropy(0.0)(np.array([0, 1, 1]), y_pred))
+    # as a Keras loss it averages over the batch, the masked row counting as a zero
+    assert float(loss(np.array([0, splits.MISSING, 1]), y_pred)) == pytest.approx(sum(expected) / 3, rel=1e-5)
+    no_margin = np.asarray(splits.MarginCrossentropy(0.0).call(np.array([0, 1, 1]), y_pred))
     np.testing.assert_allclose(no_margin, -np.log([0.7, 0.8, 0.5]), rtol=1e-5)
+
+
+def test_a_model_compiled_with_the_margin_loss_loads_whole(tmp_path):
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    model.compile("sgd", loss=splits.MarginCrossentropy(0.5))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")  # compile=True: the loss is rebuilt
+    x, y = np.eye(3, dtype="float32")[:2], np.array([1, splits.MISSING])
+    assert loaded.loss.margin == 0.5
+    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-6)
 
 
 def test_saved_split_round_trips(tmp_path):
