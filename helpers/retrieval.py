@@ -92,6 +92,18 @@ def retrieval_table(neighbours: dict, labels: dict, query_rows=None) -> pd.DataF
     return pd.DataFrame(rows).set_index(["method", "relevant when same"])
 
 
+def confused_pairs(labels, neighbours, n: int = 5) -> pd.DataFrame:
+    """The label pairs (query's, neighbour's; order ignored) behind most irrelevant neighbours,
+    with their count and share of all irrelevant neighbours, most frequent first."""
+    labels = np.asarray(labels)
+    query = np.repeat(labels, neighbours.shape[1])
+    found = labels[np.asarray(neighbours).ravel()]
+    miss = query != found
+    pairs = pd.Series([" / ".join(sorted(pair)) for pair in zip(query[miss], found[miss])], dtype=object)
+    counts = pairs.value_counts()
+    return pd.DataFrame({"misses": counts, "share of misses": counts / miss.sum()}).head(n)
+
+
 def save_neighbours(path, ids, neighbours: dict) -> None:
     """The searched items' ids and each method's neighbour lists (positions into ``ids``), atomically,
     so that the retrieval scores can be recomputed without the model."""

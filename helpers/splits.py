@@ -126,3 +126,33 @@ class MarginCrossentropy(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "margin": self.margin}
+
+
+@keras.saving.register_keras_serializable(package="helpers")
+class SupervisedContrastive(keras.losses.Loss):
+    """The supervised contrastive loss (Khosla et al. 2020) within each batch, per example.
+
+    ``y_pred`` holds one vector per photo, ``y_true`` its class (``MISSING`` for none). With
+    ``z`` the unit-length vectors, photo i's loss is minus the mean, over the other photos p of
+    its class in the batch, of log softmax_j(z_i . z_j / temperature) at j = p (j running over
+    every photo but i). A photo with no class-mate in the batch, or no class, adds 0, but still
+    serves as a negative for the others.
+    """
+
+    def __init__(self, temperature: float = 0.1, name: str = "supervised_contrastive", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.temperature = float(temperature)
+
+    def call(self, y_true, y_pred):
+        labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        z = ops.normalize(ops.cast(y_pred, "float32"), axis=-1)
+        self_pair = ops.eye(ops.shape(z)[0], dtype="bool")
+        similarity = ops.where(self_pair, -1e9, ops.matmul(z, ops.transpose(z)) / self.temperature)
+        log_prob = similarity - ops.logsumexp(similarity, axis=1, keepdims=True)
+        known = ops.not_equal(labels, MISSING)
+        positive = ops.cast(ops.equal(labels[:, None], labels[None, :]) & known[:, None] & known[None, :]
+                            & ops.logical_not(self_pair), "float32")
+        return -ops.sum(positive * log_prob, axis=1) / ops.maximum(ops.sum(positive, axis=1), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}

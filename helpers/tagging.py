@@ -28,6 +28,7 @@ from helpers.plots import plot_misclassified
 from helpers.splits import (
     MISSING,
     MarginCrossentropy,
+    SupervisedContrastive,
     class_weights,
     encode_labels,
     group_rare,
@@ -239,11 +240,16 @@ def load_tags(mode: str | None = None, name: str = "catalogue_cnn") -> dict:
 
 
 def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weight_power: float = 0.5,
-                 margin: float = 0.2, **build_kwargs):
+                 margin: float = 0.2, contrast: float = 0.0, temperature: float = 0.1, **build_kwargs):
     """Seed, build the multi-output ``catalogue_cnn`` and fit it: masked cross-entropy per head,
     class weights (``class_weight_table``, computed once) as per-example weights, the best val-loss epoch kept.
     With cosine heads (the default), every head's loss asks the true class to lead by ``margin`` in
     cosine (CosFace): photos of one class gather closer together, which chapter 08's search uses.
+
+    ``contrast`` > 0 adds, with that weight, a supervised contrastive loss (``SupervisedContrastive``)
+    on the head with the most classes (articleType for the catalogue): during training only, a small
+    projection (Dense 256, ReLU, Dense 128) reads the embedding and pulls the batch's photos of one
+    class together. The returned model is the plain ``catalogue_cnn``, without the projection.
     The history also holds the class-weight table, so ``undo_class_weights`` can be applied later."""
     set_seed(seed)
     heads = list(data.names)
@@ -251,13 +257,26 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
                         {h: len(data.names[h]) for h in heads}, **build_kwargs)
     scale = getattr(model.get_layer(heads[0]), "scale", 0.0)  # 0 for plain softmax heads
     table = class_weight_table(data.labels["train"], data.names, weight_power)
-    train = make_dataset(data.images["train"], data.labels["train"], budget.batch_size, True, seed,
-                         augment, sample_weight=weights_of_examples(data.labels["train"], table))
-    val = make_dataset(data.images["val"], data.labels["val"], 256, False, seed)
+    labels = {part: dict(data.labels[part]) for part in ("train", "val")}
+    weights = weights_of_examples(data.labels["train"], table)
+    losses = {h: MarginCrossentropy(scale * margin) for h in heads}
+    trained = model
+    if contrast:
+        most = max(heads, key=lambda h: len(data.names[h]))
+        for part in labels:
+            labels[part]["contrast"] = labels[part][most]
+        weights["contrast"] = np.full(len(data.images["train"]), contrast, dtype=np.float32)
+        losses["contrast"] = SupervisedContrastive(temperature)
+        hidden = keras.layers.Dense(256, activation="relu", name="projection_hidden")(
+            model.get_layer("embedding").output)
+        projection = keras.layers.Dense(128, name="contrast")(hidden)
+        trained = keras.Model(model.inputs, {**{h: model.get_layer(h).output for h in heads},
+                                             "contrast": projection})
+    train = make_dataset(data.images["train"], labels["train"], budget.batch_size, True, seed, augment,
+                         sample_weight=weights)
+    val = make_dataset(data.images["val"], labels["val"], 256, False, seed)
     steps = int(np.ceil(len(data.images["train"]) / budget.batch_size))
-    loss = MarginCrossentropy(scale * margin)
-    history = fit_classifier(model, train, val, budget.epochs, budget.learning_rate, steps,
-                             loss={h: loss for h in heads},
+    history = fit_classifier(trained, train, val, budget.epochs, budget.learning_rate, steps, loss=losses,
                              metrics={h: [MaskedAccuracy()] for h in heads}, monitor="val_loss")
     history["class_weights"] = {h: w.tolist() for h, w in table.items()}
     return model, history

@@ -60,3 +60,12 @@ def test_retrieval_table_scores_every_method_and_definition():
     assert table.loc[("perfect", "type"), "precision@1"] == 1.0
     assert table.loc[("perfect", "type+colour"), "precision@1"] == pytest.approx(0.5)
     assert table.loc[("perfect", "type+colour"), "MAP@1"] == pytest.approx(0.5)
+
+
+def test_confused_pairs_count_misses_by_unordered_pair():
+    labels = np.array(["Tops", "Tshirts", "Tshirts", "Heels"])
+    neighbours = np.array([[1, 2], [0, 2], [0, 3], [1, 2]])
+    # misses: Tops-Tshirts (query 0: 2, query 1: 1, query 2: 1), Tshirts-Heels (query 2: 1, query 3: 2)
+    table = retrieval.confused_pairs(labels, neighbours)
+    assert table["misses"].to_dict() == {"Tops / Tshirts": 4, "Heels / Tshirts": 3}
+    assert table["share of misses"].tolist() == pytest.approx([4 / 7, 3 / 7])

@@ -98,3 +98,16 @@ def test_encode_labels_marks_missing_and_rare_as_minus_one():
     assert names == {"usage": ["Casual"], "gender": ["Men", "Women"]}
     assert codes["usage"].tolist() == [0, 0, 0, splits.MISSING, splits.MISSING]
     assert codes["gender"].tolist() == [0, 1, 0, 1, 0]
+
+
+def test_supervised_contrastive_loss_on_a_hand_checked_batch():
+    # four unit vectors at 0, 90, 180 and 0 degrees; photos 0 and 3 share class 5, photo 2 has none
+    y_pred = np.array([[1, 0], [0, 2], [-1, 0], [3, 0]], dtype="float32")
+    labels = np.array([5, 7, splits.MISSING, 5])
+    got = np.asarray(splits.SupervisedContrastive(temperature=1.0).call(labels, y_pred))
+    # photo 0: cosines 0, -1, 1 to photos 1, 2, 3; its one positive is photo 3
+    expected_0 = -np.log(np.e / (1 + np.exp(-1) + np.e))
+    # photo 1 has no class-mate and photo 2 no class: both add 0; photo 3 mirrors photo 0
+    np.testing.assert_allclose(got, [expected_0, 0.0, 0.0, expected_0], rtol=1e-5)
+    sharper = np.asarray(splits.SupervisedContrastive(temperature=0.1).call(labels, y_pred))
+    assert sharper[0] < got[0]  # a lower temperature rewards the already-close positive more

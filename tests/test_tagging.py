@@ -110,6 +110,11 @@ def test_train_tagger_learns_every_head_with_masked_labels():
     assert np.isfinite(history["loss"]).all()
     assert model.get_layer("embedding").output.shape[-1] == 256
     assert tagging.embed(model, images[:5]).shape == (5, 256)
+    # with the contrastive term: trained on gender (the head with most classes), projection dropped after
+    model, history = tagging.train_tagger(data, experiment.Budget(epochs=1, batch_size=16), seed=0,
+                                          contrast=1.0, stem=8, widths=(8, 8, 8))
+    assert history["contrast_loss"][0] > 0 and np.isfinite(history["val_contrast_loss"]).all()
+    assert set(model.output_names) == {"gender", "usage"}
 
 
 def test_compare_with_published_lines_up_every_head():
