@@ -248,7 +248,7 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
 
     ``contrast`` > 0 adds, with that weight, a supervised contrastive loss (``SupervisedContrastive``)
     on the head with the most classes (articleType for the catalogue): during training only, a small
-    projection (Dense 256, ReLU, Dense 128) reads the embedding and pulls the batch's photos of one
+    projection (``_with_projection``) reads the embedding and pulls the batch's photos of one
     class together. The returned model is the plain ``catalogue_cnn``, without the projection.
     The history also holds the class-weight table, so ``undo_class_weights`` can be applied later."""
     set_seed(seed)
@@ -267,11 +267,7 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
             labels[part]["contrast"] = labels[part][most]
         weights["contrast"] = np.full(len(data.images["train"]), contrast, dtype=np.float32)
         losses["contrast"] = SupervisedContrastive(temperature)
-        hidden = keras.layers.Dense(256, activation="relu", name="projection_hidden")(
-            model.get_layer("embedding").output)
-        projection = keras.layers.Dense(128, name="contrast")(hidden)
-        trained = keras.Model(model.inputs, {**{h: model.get_layer(h).output for h in heads},
-                                             "contrast": projection})
+        trained = _with_projection(model, heads)
     train = make_dataset(data.images["train"], labels["train"], budget.batch_size, True, seed, augment,
                          sample_weight=weights)
     val = make_dataset(data.images["val"], labels["val"], 256, False, seed)
@@ -280,6 +276,14 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
                              metrics={h: [MaskedAccuracy()] for h in heads}, monitor="val_loss")
     history["class_weights"] = {h: w.tolist() for h, w in table.items()}
     return model, history
+
+
+def _with_projection(model: keras.Model, heads) -> keras.Model:
+    """``model`` with one more output, ``"contrast"``: a projection (Dense 256, ReLU, Dense 128) of its
+    embedding, for the contrastive loss during training; the layers up to the heads are shared."""
+    hidden = keras.layers.Dense(256, activation="relu", name="projection_hidden")(model.get_layer("embedding").output)
+    projection = keras.layers.Dense(128, name="contrast")(hidden)
+    return keras.Model(model.inputs, {**{h: model.get_layer(h).output for h in heads}, "contrast": projection})
 
 
 def train_plain_network(data: CatalogueData, budget, head: str = "articleType", seed: int = 42):
