@@ -2,8 +2,10 @@
 
     python -m helpers.seeds --models benchmark lenet5 --seeds 42 7 1234
 
-Uses the same data, budgets and recipe as chapters 02-04 (full mode) and writes
-``results/seeds.csv`` (one row per model and seed) with the median per model printed.
+Uses the same data, budgets and recipe as chapters 02-04 (full mode) and keeps
+``results/seeds.csv`` (one row per model and seed): each finished run replaces the row of the same
+model and seed and is saved at once, so rows from earlier runs stay and an interrupted run loses
+only the model it was training. The median per model is printed at the end.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ RECIPE = {"benchmark": {"dropout": 0.2}, "lenet5": {"dropout": 0.1}, "resnet_sma
 
 
 def run(models: list[str], seeds: list[int], mode: str = "full") -> pd.DataFrame:
-    rows = []
+    path = results_dir(mode) / "seeds.csv"
+    table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["model", "seed"])
     for name in models:
         budget = experiment.budget_for(name, mode)
         for seed in seeds:
@@ -29,10 +32,19 @@ def run(models: list[str], seeds: list[int], mode: str = "full") -> pd.DataFrame
                                                     train_limit=budget.train_limit, test_limit=budget.test_limit)
             model, history = experiment.train_model(name, data, budget, seed, **RECIPE[name])
             y_score = experiment.predict_proba(model, data["x_test"])
-            rows.append({"model": name, "seed": seed, "train_minutes": history["seconds"] / 60,
-                         **metrics.summary_metrics(data["y_test"], y_score)})
-            print(rows[-1]["model"], seed, f"accuracy {rows[-1]['accuracy']:.4f}", flush=True)
-    return pd.DataFrame(rows)
+            row = {"model": name, "seed": seed, "train_minutes": history["seconds"] / 60,
+                   **metrics.summary_metrics(data["y_test"], y_score)}
+            print(name, seed, f"accuracy {row['accuracy']:.4f}", flush=True)
+            others = table[(table["model"] != name) | (table["seed"] != seed)]
+            table = pd.concat([others, pd.DataFrame([row])], ignore_index=True)
+            _save(table, path)
+    return table
+
+
+def _save(table: pd.DataFrame, path) -> None:
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False)
+    atomic_write_bytes(path, buffer.getvalue().encode())
 
 
 def main(argv=None) -> None:
@@ -42,9 +54,6 @@ def main(argv=None) -> None:
     parser.add_argument("--mode", choices=["quick", "full"], default="full")
     args = parser.parse_args(argv)
     table = run(args.models, args.seeds, args.mode)
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False)
-    atomic_write_bytes(results_dir(args.mode) / "seeds.csv", buffer.getvalue().encode())
     print(table.groupby("model")[["accuracy", "f1_macro", "train_minutes"]].median().round(4))
 
 
