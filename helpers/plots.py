@@ -201,12 +201,14 @@ def plot_model_curves(curves: dict, kind: str = "roc", ax=None, title: str = "")
 
 
 def plot_head_curves(history: dict, heads, title: str = ""):
-    """Multi-output training: total loss, and validation accuracy of every head, per epoch."""
+    """Multi-output training: total loss (with the contrastive term, when the history has one) and
+    validation accuracy of every head, per epoch."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     epochs = np.arange(1, len(history["loss"]) + 1)
     ax_loss.plot(epochs, history["loss"], marker="o", label="training (class-weighted)")
     ax_loss.plot(epochs, history["val_loss"], marker="o", label="validation")
-    ax_loss.set(xlabel="epoch", ylabel="loss, summed over heads")
+    summed = "heads + contrastive term" if "contrast_loss" in history else "summed over heads"
+    ax_loss.set(xlabel="epoch", ylabel=f"loss, {summed}")
     ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.legend(fontsize=8)
     for head in heads:

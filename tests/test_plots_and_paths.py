@@ -61,3 +61,14 @@ def test_importing_helpers_turns_on_onednn_unless_the_user_chose(preset, expecte
     code = "import os, helpers; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("contrast, label", [(False, "loss, summed over heads"),
+                                             (True, "loss, heads + contrastive term")])
+def test_head_curves_say_what_the_loss_sums(contrast, label):
+    history = {"loss": [2.0, 1.0], "val_loss": [2.5, 1.5], "val_gender_accuracy": [0.7, 0.8],
+               **({"contrast_loss": [0.5, 0.4]} if contrast else {})}
+    fig = plots.plot_head_curves(history, ["gender"])
+    assert fig.axes[0].get_ylabel() == label
+    assert [line.get_label() for line in fig.axes[1].lines] == ["gender"]
+    plt.close(fig)
