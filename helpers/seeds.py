@@ -11,12 +11,11 @@ only the model it was training. The median per model is printed at the end.
 from __future__ import annotations
 
 import argparse
-import io
 
 import pandas as pd
 
 from helpers import experiment, metrics
-from helpers.paths import atomic_write_bytes, results_dir
+from helpers.paths import results_dir, save_csv
 
 # the build options chapters 02-04 pass to train_model
 RECIPE = {"benchmark": {"dropout": 0.2}, "lenet5": {"dropout": 0.1}, "resnet_small": {}, "resnet50": {}}
@@ -37,14 +36,8 @@ def run(models: list[str], seeds: list[int], mode: str = "full") -> pd.DataFrame
             print(name, seed, f"accuracy {row['accuracy']:.4f}", flush=True)
             others = table[(table["model"] != name) | (table["seed"] != seed)]
             table = pd.concat([others, pd.DataFrame([row])], ignore_index=True)
-            _save(table, path)
+            save_csv(table, "seeds", mode, index=False)
     return table
-
-
-def _save(table: pd.DataFrame, path) -> None:
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False)
-    atomic_write_bytes(path, buffer.getvalue().encode())
 
 
 def main(argv=None) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import experiment, seeds
+from helpers import experiment, paths, seeds
 
 
 @pytest.fixture
@@ -23,12 +23,12 @@ def fake_training(tmp_path, monkeypatch):
         right = np.eye(3)[y] * 0.8 + 0.1
         return right if seed % 2 else np.eye(3)[(y + 1) % 3] * 0.8 + 0.1
 
-    monkeypatch.setattr(seeds, "results_dir", lambda mode: tmp_path)
+    monkeypatch.setattr(paths, "output_root", lambda mode=None: tmp_path)
     monkeypatch.setattr(experiment, "prepare_fashion_mnist",
                         lambda *a, **k: {"x_test": np.zeros((4, 1)), "y_test": y})
     monkeypatch.setattr(experiment, "train_model", train)
     monkeypatch.setattr(experiment, "predict_proba", scores)
-    return tmp_path / "seeds.csv", runs
+    return tmp_path / "results" / "seeds.csv", runs
 
 
 def test_a_rerun_replaces_its_own_row_and_keeps_the_others(fake_training):
