@@ -11,6 +11,8 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
+from helpers.pretrained import freeze_lite0, lite0_backbone, load_lite0_weights
+
 MODELS: dict[str, Callable[..., keras.Model]] = {}
 
 
@@ -162,25 +164,53 @@ def build_catalogue_cnn(input_shape, num_classes: dict[str, int], stem: int | No
     of that scale, so classes are told apart by direction alone, the geometry of a cosine search;
     ``cosine_scale=None`` gives a ReLU embedding and ordinary softmax heads.
     """
-    if not isinstance(num_classes, dict) or not num_classes:
-        raise ValueError("catalogue_cnn needs num_classes as {head name: number of classes}.")
     inputs, x = _inputs(input_shape)
     if stem:
         x = _conv_relu(x, stem, batch_norm, stride=2)
     for filters in widths:
         x = _conv_relu(_conv_relu(x, filters, batch_norm), filters, batch_norm)
         x = layers.MaxPooling2D(2)(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    return _tagging_model(inputs, x, num_classes, embedding, dropout, cosine_scale, "catalogue_cnn")
+
+
+@register("catalogue_lite0")
+def build_catalogue_lite0(input_shape, num_classes: dict[str, int], upsample: int = 2, frozen_blocks: int = 5,
+                          pretrained: bool = True, embedding: int = 256, dropout: float = 0.0,
+                          cosine_scale: float | None = 16.0):
+    """``catalogue_cnn``'s heads and embedding on an ImageNet-pretrained EfficientNet-Lite0 trunk
+    (``helpers.pretrained``), fine-tuned.
+
+    The photos are enlarged ``upsample`` times (80x60 -> 160x120 by default: ImageNet's filters were
+    learned on objects that fill a 224x224 frame). The stem and the first ``frozen_blocks`` blocks
+    (5: stages 1-3, edges and textures) keep their ImageNet weights and batch-norm statistics and
+    are not trained, which makes an epoch at 160x120 cost about what a full fine-tune at 80x60 does.
+    ``pretrained=False`` leaves the trunk randomly initialised (tests).
+    """
+    trunk = lite0_backbone(input_shape, upsample)
+    if pretrained:
+        load_lite0_weights(trunk)
+    freeze_lite0(trunk, frozen_blocks)
+    return _tagging_model(trunk.inputs[0], trunk.outputs[0], num_classes, embedding, dropout, cosine_scale,
+                          "catalogue_lite0")
+
+
+def _tagging_model(inputs, features, num_classes: dict[str, int], embedding: int, dropout: float,
+                   cosine_scale: float | None, name: str) -> keras.Model:
+    """Global average pooling, the ``embedding`` layer and one head per attribute (see ``catalogue_cnn``)."""
+    if not isinstance(num_classes, dict) or not num_classes:
+        raise ValueError(f"{name} needs num_classes as {{head name: number of classes}}.")
+    x = layers.GlobalAveragePooling2D()(features)
     x = layers.Dense(embedding, activation=None if cosine_scale else "relu", name="embedding")(x)
     if dropout:
         x = layers.Dropout(dropout)(x)
-    def head(n: int, name: str):
-        if cosine_scale:
-            return CosineSoftmax(n, cosine_scale, name=name)
-        return layers.Dense(n, activation="softmax", name=name)
 
-    outputs = {name: head(n, name)(x) for name, n in num_classes.items()}
-    return keras.Model(inputs, outputs, name="catalogue_cnn")
+    def head(n: int, head_name: str):
+        if cosine_scale:
+            return CosineSoftmax(n, cosine_scale, name=head_name)
+        return layers.Dense(n, activation="softmax", name=head_name)
+
+    outputs = {head_name: head(n, head_name)(x) for head_name, n in num_classes.items()}
+    return keras.Model(inputs, outputs, name=name)
 
 
 def _conv_relu(x, filters: int, batch_norm: bool = True, stride: int = 1):

