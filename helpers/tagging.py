@@ -322,7 +322,10 @@ def compare_with_published(ours: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_path(mode: str | None = None, name: str = "catalogue_cnn"):
-    """Where chapter 06 keeps its trained model for chapter 08 (git-ignored, like the arrays)."""
+    """Where chapter 06 keeps its trained model for chapter 08 (git-ignored, like the arrays).
+
+    ``name`` "catalogue_cnn" is chapter 06's tagger whatever its architecture (today the pretrained
+    ``catalogue_lite0``; the saved predictions record it under ``architecture``)."""
     return processed_dir(mode) / f"{name}.keras"
 
 
