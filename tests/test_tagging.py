@@ -96,15 +96,20 @@ def test_tags_round_trip(tmp_path, monkeypatch):
         tagging.load_tags(name="missing")
 
 
-def test_train_tagger_learns_every_head_with_masked_labels():
+def tiny_catalogue() -> tagging.CatalogueData:
+    """48 random 32x24 photos (32 train, 16 val = test), gender for all, usage missing for about 30%."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (48, 32, 24, 3), dtype=np.uint8)
     labels = {"gender": rng.integers(0, 3, 48), "usage": np.where(rng.random(48) < 0.3, MISSING, 1)}
-    data = tagging.CatalogueData({"train": images[:32], "val": images[32:], "test": images[32:]},
-                                 {s: {h: y[sl] for h, y in labels.items()}
-                                  for s, sl in (("train", slice(0, 32)), ("val", slice(32, 48)),
-                                                ("test", slice(32, 48)))},
-                                 {s: np.arange(16) for s in ("train", "val", "test")}, NAMES)
+    parts = {"train": slice(0, 32), "val": slice(32, 48), "test": slice(32, 48)}
+    return tagging.CatalogueData({s: images[sl] for s, sl in parts.items()},
+                                 {s: {h: y[sl] for h, y in labels.items()} for s, sl in parts.items()},
+                                 {s: np.arange(sl.stop - sl.start) for s, sl in parts.items()}, NAMES)
+
+
+def test_train_tagger_learns_every_head_with_masked_labels():
+    data = tiny_catalogue()
+    images = data.images["train"]
     model, history = tagging.train_tagger(data, experiment.Budget(epochs=1, batch_size=16), seed=0,
                                           stem=8, widths=(8, 8, 8))
     assert {"val_gender_accuracy", "val_usage_accuracy", "seconds"} <= set(history)
@@ -118,14 +123,9 @@ def test_train_tagger_learns_every_head_with_masked_labels():
     assert set(model.output_names) == {"gender", "usage"}
 
 
-def test_train_tagger_fine_tunes_lite0_but_not_its_frozen_stages(tmp_path):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 255, (48, 32, 24, 3), dtype=np.uint8)
-    labels = {"gender": rng.integers(0, 3, 48), "usage": np.where(rng.random(48) < 0.3, MISSING, 1)}
-    parts = {"train": slice(0, 32), "val": slice(32, 48), "test": slice(32, 48)}
-    data = tagging.CatalogueData({s: images[sl] for s, sl in parts.items()},
-                                 {s: {h: y[sl] for h, y in labels.items()} for s, sl in parts.items()},
-                                 {s: np.arange(sl.stop - sl.start) for s, sl in parts.items()}, NAMES)
+def test_train_tagger_fine_tunes_lite0_but_not_its_frozen_stages():
+    data = tiny_catalogue()
+    images = data.images["train"]
     imagenet = build_model("catalogue_lite0", (32, 24, 3), {"gender": 3})
     model, history = tagging.train_tagger(data, experiment.Budget(epochs=1, batch_size=16), seed=0,
                                           contrast=1.0, architecture="catalogue_lite0")
