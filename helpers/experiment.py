@@ -57,7 +57,7 @@ BUDGETS = {
     # catalogue chapters (06-08): 80x60 RGB; quick mode has the first 2,000 images of chapter 01
     ("catalogue_cnn", "full"): Budget(epochs=8, batch_size=64, learning_rate=2e-3),
     ("catalogue_cnn", "quick"): Budget(epochs=1, batch_size=64),
-    ("catalogue_lite0", "full"): Budget(epochs=4, batch_size=64, learning_rate=1e-3),  # chapter 06: fine-tuning
+    ("catalogue_lite0", "full"): Budget(epochs=5, batch_size=64, learning_rate=1e-3),  # chapter 06: fine-tuning
     ("catalogue_lite0", "quick"): Budget(epochs=1, batch_size=64, learning_rate=1e-3),
     ("plain_network", "full"): Budget(epochs=2, batch_size=32, learning_rate=1e-2),
     ("plain_network", "quick"): Budget(epochs=1, batch_size=32, learning_rate=1e-2),

@@ -241,7 +241,7 @@ def load_tags(mode: str | None = None, name: str = "catalogue_cnn") -> dict:
 
 def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weight_power: float = 0.5,
                  margin: float = 0.2, contrast: float = 0.0, temperature: float = 0.1,
-                 architecture: str = "catalogue_cnn", **build_kwargs):
+                 projection: bool = True, architecture: str = "catalogue_cnn", **build_kwargs):
     """Seed, build the multi-output ``architecture`` (``catalogue_cnn`` from scratch, or the
     pretrained ``catalogue_lite0``) and fit it: masked cross-entropy per head,
     class weights (``class_weight_table``, computed once) as per-example weights, the best val-loss epoch kept.
@@ -249,9 +249,9 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
     cosine (CosFace): photos of one class gather closer together, which chapter 08's search uses.
 
     ``contrast`` > 0 adds, with that weight, a supervised contrastive loss (``SupervisedContrastive``)
-    on the head with the most classes (articleType for the catalogue): during training only, a small
-    projection (``_with_projection``) reads the embedding and pulls the batch's photos of one
-    class together. The returned model is the plain tagger, without the projection.
+    on the head with the most classes (articleType for the catalogue), pulling the batch's photos of one
+    class together: with ``projection``, through a small training-only projection of the embedding
+    (``_with_projection``), else on the embedding itself. The returned model is the plain tagger.
     The history also holds the class-weight table, so ``undo_class_weights`` can be applied later."""
     set_seed(seed)
     heads = list(data.names)
@@ -269,7 +269,7 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
             labels[part]["contrast"] = labels[part][most]
         weights["contrast"] = np.full(len(data.images["train"]), contrast, dtype=np.float32)
         losses["contrast"] = SupervisedContrastive(temperature)
-        trained = _with_projection(model, heads)
+        trained = _with_projection(model, heads, projection)
     train = make_dataset(data.images["train"], labels["train"], budget.batch_size, True, seed, augment,
                          sample_weight=weights)
     val = make_dataset(data.images["val"], labels["val"], 256, False, seed)
@@ -280,12 +280,17 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
     return model, history
 
 
-def _with_projection(model: keras.Model, heads) -> keras.Model:
-    """``model`` with one more output, ``"contrast"``: a projection (Dense 256, ReLU, Dense 128) of its
-    embedding, for the contrastive loss during training; the layers up to the heads are shared."""
-    hidden = keras.layers.Dense(256, activation="relu", name="projection_hidden")(model.get_layer("embedding").output)
-    projection = keras.layers.Dense(128, name="contrast")(hidden)
-    return keras.Model(model.inputs, {**{h: model.get_layer(h).output for h in heads}, "contrast": projection})
+def _with_projection(model: keras.Model, heads, projection: bool = True) -> keras.Model:
+    """``model`` with one more output, ``"contrast"``, for the contrastive loss during training: a
+    projection (Dense 256, ReLU, Dense 128) of its embedding, or the embedding itself when not
+    ``projection``; the layers up to the heads are shared."""
+    contrast = model.get_layer("embedding").output
+    if projection:
+        hidden = keras.layers.Dense(256, activation="relu", name="projection_hidden")(contrast)
+        contrast = keras.layers.Dense(128, name="contrast")(hidden)
+    else:
+        contrast = keras.layers.Identity(name="contrast")(contrast)
+    return keras.Model(model.inputs, {**{h: model.get_layer(h).output for h in heads}, "contrast": contrast})
 
 
 def train_plain_network(data: CatalogueData, budget, head: str = "articleType", seed: int = 42):

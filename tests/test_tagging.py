@@ -121,6 +121,11 @@ def test_train_tagger_learns_every_head_with_masked_labels():
                                           contrast=1.0, stem=8, widths=(8, 8, 8))
     assert history["contrast_loss"][0] > 0 and np.isfinite(history["val_contrast_loss"]).all()
     assert set(model.output_names) == {"gender", "usage"}
+    # without the projection the term reads the embedding itself, and the projection layers are not built
+    on_embedding = tagging._with_projection(model, ["gender", "usage"], projection=False)
+    assert len(on_embedding.weights) == len(model.weights) < len(tagging._with_projection(model, ["gender"]).weights)
+    np.testing.assert_allclose(on_embedding.predict(images[:5], verbose=0)["contrast"],
+                               tagging.embed(model, images[:5]), rtol=1e-5, atol=1e-5)
 
 
 def test_train_tagger_fine_tunes_lite0_but_not_its_frozen_stages():
@@ -128,7 +133,7 @@ def test_train_tagger_fine_tunes_lite0_but_not_its_frozen_stages():
     images = data.images["train"]
     imagenet = build_model("catalogue_lite0", (32, 24, 3), {"gender": 3})
     model, history = tagging.train_tagger(data, experiment.Budget(epochs=1, batch_size=16), seed=0,
-                                          contrast=1.0, architecture="catalogue_lite0")
+                                          contrast=1.0, projection=False, architecture="catalogue_lite0")
     assert model.name == "catalogue_lite0" and np.isfinite(history["loss"]).all()
     for layer, changed in (("stem_conv", False), ("block4_project_bn", False), ("block12_dw", True)):
         before, after = imagenet.get_layer(layer).get_weights(), model.get_layer(layer).get_weights()
