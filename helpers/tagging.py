@@ -251,7 +251,7 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
     ``contrast`` > 0 adds, with that weight, a supervised contrastive loss (``SupervisedContrastive``)
     on the head with the most classes (articleType for the catalogue), pulling the batch's photos of one
     class together: with ``projection``, through a small training-only projection of the embedding
-    (``_with_projection``), else on the embedding itself. The returned model is the plain tagger.
+    (``_with_contrast_output``), else on the embedding itself. The returned model is the plain tagger.
     The history also holds the class-weight table, so ``undo_class_weights`` can be applied later."""
     set_seed(seed)
     heads = list(data.names)
@@ -269,7 +269,7 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
             labels[part]["contrast"] = labels[part][most]
         weights["contrast"] = np.full(len(data.images["train"]), contrast, dtype=np.float32)
         losses["contrast"] = SupervisedContrastive(temperature)
-        trained = _with_projection(model, heads, projection)
+        trained = _with_contrast_output(model, heads, projection)
     train = make_dataset(data.images["train"], labels["train"], budget.batch_size, True, seed, augment,
                          sample_weight=weights)
     val = make_dataset(data.images["val"], labels["val"], 256, False, seed)
@@ -280,7 +280,7 @@ def train_tagger(data: CatalogueData, budget, seed: int = 42, augment=None, weig
     return model, history
 
 
-def _with_projection(model: keras.Model, heads, projection: bool = True) -> keras.Model:
+def _with_contrast_output(model: keras.Model, heads, projection: bool = True) -> keras.Model:
     """``model`` with one more output, ``"contrast"``, for the contrastive loss during training: a
     projection (Dense 256, ReLU, Dense 128) of its embedding, or the embedding itself when not
     ``projection``; the layers up to the heads are shared."""

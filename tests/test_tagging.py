@@ -122,8 +122,9 @@ def test_train_tagger_learns_every_head_with_masked_labels():
     assert history["contrast_loss"][0] > 0 and np.isfinite(history["val_contrast_loss"]).all()
     assert set(model.output_names) == {"gender", "usage"}
     # without the projection the term reads the embedding itself, and the projection layers are not built
-    on_embedding = tagging._with_projection(model, ["gender", "usage"], projection=False)
-    assert len(on_embedding.weights) == len(model.weights) < len(tagging._with_projection(model, ["gender"]).weights)
+    on_embedding = tagging._with_contrast_output(model, ["gender", "usage"], projection=False)
+    with_projection = tagging._with_contrast_output(model, ["gender"])
+    assert len(on_embedding.weights) == len(model.weights) < len(with_projection.weights)
     np.testing.assert_allclose(on_embedding.predict(images[:5], verbose=0)["contrast"],
                                tagging.embed(model, images[:5]), rtol=1e-5, atol=1e-5)
 
