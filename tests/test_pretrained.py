@@ -47,14 +47,54 @@ def test_upsampled_backbone_keeps_the_weights_and_grows_the_map(state):
                                   state["_conv_head.weight"][:, :, 0, 0].T)
 
 
-def test_reader_refuses_code_in_the_pickle(tmp_path):
-    path = tmp_path / "evil.pth"
+MAGIC, PROTOCOL = 0x1950A86A20F9469CFC6C, 1001
+
+
+def crafted_weights(path, marker, record: int) -> None:
+    """A legacy weights file whose record ``record`` (0 magic, 1 protocol, 2 system info, 3 state dict,
+    4 storage keys) is a pickle that would run ``touch marker``; the other records are valid."""
+    payload = f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()
+    records = [MAGIC, PROTOCOL, {"little_endian": True}, {}, []]
     with open(path, "wb") as f:
-        for header in (0x1950A86A20F9469CFC6C, 1001, {}):
-            pickle.dump(header, f)
-        f.write(b"cos\nsystem\n(S'echo hacked'\ntR.")  # a pickle that would call os.system
+        for i, value in enumerate(records):
+            f.write(payload if i == record else pickle.dumps(value, protocol=2))
+
+
+@pytest.mark.parametrize("record", [0, 1, 2, 3, 4], ids=["magic", "protocol", "sys_info", "state_dict", "keys"])
+def test_reader_runs_no_code_from_any_record(tmp_path, record):
+    path, marker = tmp_path / "evil.pth", tmp_path / "PWNED"
+    crafted_weights(path, marker, record)
     with pytest.raises(ValueError, match="evil.pth.*os.system is not part of a tensor state dict"):
         pretrained.read_torch_state_dict(path)
+    assert not marker.exists()
+
+
+def tensor_file(path, offset: int, shape, stride, numel: int = 4) -> None:
+    """A legacy weights file with one float32 tensor ``w`` over a storage of ``numel`` values 0, 1, ..."""
+    def ints(values):
+        return b"(" + b"".join(b"I%d\n" % v for v in values) + b"t"
+    storage = b"(S'storage'\nctorch\nFloatStorage\nS'0'\nS'cpu'\nI%d\nNtQ" % numel
+    tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + b"I%d\n" % offset + ints(shape) + ints(stride)
+              + b"I00\nccollections\nOrderedDict\n)RtR")
+    with open(path, "wb") as f:
+        for value in (MAGIC, PROTOCOL, {"little_endian": True}):
+            pickle.dump(value, f, protocol=2)
+        f.write(b"ccollections\nOrderedDict\n)RS'w'\n" + tensor + b"s.")
+        pickle.dump(["0"], f, protocol=2)
+        f.write(numel.to_bytes(8, "little") + np.arange(numel, dtype="float32").tobytes())
+
+
+def test_reader_rebuilds_a_strided_tensor(tmp_path):
+    tensor_file(tmp_path / "ok.pth", offset=1, shape=(3,), stride=(1,))
+    np.testing.assert_array_equal(pretrained.read_torch_state_dict(tmp_path / "ok.pth")["w"], [1, 2, 3])
+
+
+@pytest.mark.parametrize("offset, shape, stride", [(3, (4,), (1,)), (0, (2,), (1000,))])
+def test_reader_refuses_a_tensor_that_points_past_its_storage(tmp_path, offset, shape, stride):
+    """A crafted offset or stride must not make the reader copy memory from outside the file's data."""
+    tensor_file(tmp_path / "strided.pth", offset, shape, stride)
+    with pytest.raises(ValueError, match="strided.pth.*reaches value .* of a storage of 4"):
+        pretrained.read_torch_state_dict(tmp_path / "strided.pth")
 
 
 def test_reader_names_the_file_it_cannot_read(tmp_path):
