@@ -5,19 +5,35 @@ PY := $(VENV)/bin/python
 export FASHION_DATA_ROOT ?= $(wildcard $(abspath ../shared/data))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 MODE ?= full
+# 1: the exact versions the committed results were produced with (requirements-lock.txt, Linux x86-64,
+# Python 3.11); 0: the newest versions environment.yml's ranges allow (other platforms, upgrades).
+LOCK ?= 1
 
-.PHONY: setup series quick test lint lab
+.PHONY: setup series quick test lint lab lock
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: environment.yml pyproject.toml helpers/envfile.py
+$(VENV)/.installed: environment.yml requirements-lock.txt pyproject.toml helpers/envfile.py
 	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+ifeq ($(LOCK),1)
+	$(PY) -m pip install -q -r requirements-lock.txt
+	$(PY) -m pip install -q --no-deps -e .
+else
 	mkdir -p build
 	python3 helpers/envfile.py environment.yml > build/requirements.txt
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r build/requirements.txt
+endif
 	touch $@
 
-series: setup            ## the whole series (MODE=full by default: about 2.5 hours on 2 CPU cores)
+lock: setup              ## rewrite requirements-lock.txt from environment.yml (UPGRADE=1: newest allowed versions)
+	$(PY) -m pip install -q pip-tools
+	mkdir -p build
+	python3 helpers/envfile.py --third-party environment.yml > build/requirements.in
+	$(PY) -m pip freeze --exclude-editable > build/installed.txt
+	$(VENV)/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --no-annotate --strip-extras \
+		$(if $(UPGRADE),--upgrade,--constraint build/installed.txt) --output-file requirements-lock.txt build/requirements.in
+
+series: setup            ## the whole series (MODE=full by default: about 2 hours on 2 CPU cores)
 	$(PY) -m helpers.runner --mode $(MODE)
 
 quick: setup             ## the whole series in quick mode (minutes), written under build/quick/

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +21,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from helpers.fashion_mnist import DataError
-from helpers.paths import data_roots
+from helpers.fashion_mnist import DataError, sha256_of
+from helpers.paths import atomic_write_bytes, data_roots
 
 FOLDER = "fashion-product-images-small"
 COLUMNS = ["id", "gender", "masterCategory", "subCategory", "articleType", "baseColour",
            "season", "year", "usage", "productDisplayName"]
 LABELS = COLUMNS[1:7] + ["usage"]
 IMAGE_SIZE = (80, 60)  # height, width
+SOURCE_ENV = "FASHION_CATALOGUE"  # kaggle (default), mirror, auto, or a mirror's name or folder
 HOW_TO_GET = (
     "Get it with the Kaggle command line: `kaggle datasets download -d "
     "paramaggarwal/fashion-product-images-small`, then unzip it so that styles.csv and images/ "
@@ -52,16 +55,44 @@ def require_catalogue(data_root=None) -> Path:
     return folder
 
 
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8, with or without a byte-order mark; a bad byte is named with its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: byte {data[err.start:err.start + 1]!r} is not UTF-8. "
+                        f"Restore the original file. {HOW_TO_GET}") from err
+
+
+def _column_of_numbers(frame: pd.DataFrame, column: str, lines: list[int], path: Path) -> pd.Series:
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() & frame[column].notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{path}, line {lines[row]}: {column} {frame[column].iloc[row]!r} is not a number. "
+                        f"Restore the original file. {HOW_TO_GET}")
+    return values
+
+
 def read_styles(path: Path) -> tuple[pd.DataFrame, list[int]]:
-    """All rows of styles.csv and the file line numbers of the rows that were repaired."""
+    """All rows of styles.csv and the file line numbers of the rows that were repaired.
+
+    Rows whose product name holds an unquoted comma are repaired (the extra fields belong to the name,
+    the last column); blank lines and a byte-order mark are ignored. A file cut short, a field that
+    should be a number and is not, and an id listed twice are errors naming the line.
+    """
     path = Path(path)
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+    text = _read_text(path)
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows or rows[0] != COLUMNS:
         raise DataError(f"{path}: header {rows[0] if rows else '(empty file)'} is not {COLUMNS}. "
                         "Is this the catalogue's styles.csv?")
-    repaired, records = [], []
+    repaired, records, lines = [], [], []
     for line, row in enumerate(rows[1:], start=2):
+        if not row:  # a blank line
+            continue
         if len(row) < len(COLUMNS):
             raise DataError(f"{path}, line {line}: {len(row)} fields, expected {len(COLUMNS)}. "
                             f"Restore the original file. {HOW_TO_GET}")
@@ -69,9 +100,22 @@ def read_styles(path: Path) -> tuple[pd.DataFrame, list[int]]:
             row = row[:9] + [",".join(row[9:])]
             repaired.append(line)
         records.append(row)
+        lines.append(line)
+    if not records:
+        raise DataError(f"{path} has a header but no rows. Restore the original file. {HOW_TO_GET}")
+    if not text.endswith("\n"):
+        raise DataError(f"{path} ends in the middle of line {lines[-1]} (no line break at the end): the file "
+                        f"looks cut short. Restore the original file. {HOW_TO_GET}")
     frame = pd.DataFrame(records, columns=COLUMNS).replace({"": pd.NA, "NA": pd.NA})
-    frame["id"] = frame["id"].astype(int)
-    frame["year"] = pd.to_numeric(frame["year"]).astype("Int64")
+    frame["id"] = _column_of_numbers(frame, "id", lines, path).astype(int)
+    frame["year"] = _column_of_numbers(frame, "year", lines, path).astype("Int64")
+    repeated = frame["id"].duplicated(keep=False).to_numpy()
+    if repeated.any():
+        first = frame["id"].to_numpy()[repeated][0]
+        where = [lines[i] for i in np.flatnonzero(frame["id"].to_numpy() == first)]
+        raise DataError(f"{path}: id {first} is listed on lines {', '.join(map(str, where))} "
+                        f"({int(repeated.sum())} rows share an id). Each product must appear once; "
+                        f"restore the original file. {HOW_TO_GET}")
     return frame, repaired
 
 
@@ -87,38 +131,94 @@ def decode_image(payload: bytes, where: str, size: tuple[int, int] = IMAGE_SIZE)
         raise DataError(f"{where} cannot be decoded ({err}); replace or remove the file.") from err
 
 
+def _image_id(name: str, where: str) -> int:
+    stem = Path(name).stem
+    if not stem.isdigit():
+        raise DataError(f"{where}: {name!r} is not named <id>.jpg; remove it or rename it to its product id.")
+    return int(stem)
+
+
+def _is_image_name(name: str) -> bool:
+    """A .jpg of any case, not a macOS resource fork (``__MACOSX/``, ``._15970.jpg``)."""
+    return name.lower().endswith(".jpg") and "__MACOSX/" not in name and not Path(name).name.startswith("._")
+
+
 class ImageSource:
     """Read catalogue JPEG bytes by id from images.zip or an images/ folder."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.zip_path = self.folder / "images.zip"
-        self._zip = zipfile.ZipFile(self.zip_path) if self.zip_path.is_file() else None
-        if self._zip is not None:
-            names = [n for n in self._zip.namelist() if n.lower().endswith(".jpg")]
-            self.paths = {int(Path(n).stem): n for n in names}
+        self._zip = None
+        if self.zip_path.is_file():
+            try:
+                self._zip = zipfile.ZipFile(self.zip_path)
+            except (zipfile.BadZipFile, OSError) as err:
+                raise DataError(f"{self.zip_path} is not a readable zip file ({err}): it may be cut short. "
+                                f"Download it again. {HOW_TO_GET}") from err
+            names = [n for n in self._zip.namelist() if _is_image_name(n)]
+            self.paths = {_image_id(n, str(self.zip_path)): n for n in names}
         else:
-            self.paths = {int(p.stem): p for p in (self.folder / "images").glob("*.jpg")}
+            folder = self.folder / "images"
+            files = [p for p in folder.iterdir() if p.is_file() and _is_image_name(p.name)] if folder.is_dir() else []
+            self.paths = {_image_id(p.name, str(folder)): p for p in files}
 
     def ids(self) -> np.ndarray:
         return np.array(sorted(self.paths))
 
     def read(self, image_id: int) -> bytes:
         where = self.paths[image_id]
-        return self._zip.read(where) if self._zip is not None else Path(where).read_bytes()
+        try:
+            return self._zip.read(where) if self._zip is not None else Path(where).read_bytes()
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise DataError(f"{self.zip_path if self._zip is not None else where}: image {image_id} cannot be "
+                            f"read ({err}); download the catalogue again. {HOW_TO_GET}") from err
 
     def decode(self, image_id: int) -> np.ndarray:
         """RGB uint8 (80, 60, 3): grayscale converted, odd sizes resized."""
         return decode_image(self.read(image_id), f"{self.folder}: image {image_id}")
 
-
     def formats(self) -> pd.DataFrame:
         """Width, height and colour mode of every image, read from the JPEG headers only."""
         rows = []
         for image_id in self.ids():
-            with Image.open(io.BytesIO(self.read(int(image_id)))) as img:
-                rows.append((int(image_id), *img.size, img.mode))
+            try:
+                with Image.open(io.BytesIO(self.read(int(image_id)))) as img:
+                    rows.append((int(image_id), *img.size, img.mode))
+            except OSError as err:  # PIL.UnidentifiedImageError: empty or not an image
+                raise DataError(f"{self.folder}: image {image_id} is not a readable image ({err}); replace or "
+                                "remove the file.") from err
         return pd.DataFrame(rows, columns=["id", "width", "height", "mode"])
+
+
+@dataclass
+class Opened:
+    """A catalogue ready for chapter 01: its rows, the repaired lines, its photos and where it came from."""
+
+    styles: pd.DataFrame
+    repaired: list[int]
+    images: ImageSource
+    origin: str
+    styles_path: Path | None = None  # Kaggle's styles.csv (its SHA-256 is recorded with the arrays)
+    report: dict | None = None  # for a mirror: how its rows differ from Kaggle's file
+
+
+def open_catalogue(data_root=None, source: str | None = None) -> Opened | None:
+    """The catalogue from ``source`` (default ``$FASHION_CATALOGUE``, else ``kaggle``): ``kaggle``, Kaggle's
+    files in the data folders (None when absent); ``mirror``, the Hugging Face mirror (a download);
+    ``auto``, Kaggle's files, else the mirror; anything else, a mirror name or a local copy in its format."""
+    source = source or os.environ.get(SOURCE_ENV) or "kaggle"
+    folder = find_catalogue(data_root) if source in ("kaggle", "auto") else None
+    if folder is not None:
+        styles, repaired = read_styles(folder / "styles.csv")
+        return Opened(styles, repaired, ImageSource(folder), f"Kaggle's files in {folder}", folder / "styles.csv")
+    if source == "kaggle":
+        return None
+    from helpers.mirror import MIRROR, load_mirror
+
+    name = MIRROR if source in ("mirror", "auto") else source
+    styles, images, report = load_mirror(name)
+    return Opened(styles, [], images, f"the mirror {name}", None, report)
 
 
 @dataclass
@@ -162,19 +262,57 @@ def decode_images(source: ImageSource, ids) -> np.ndarray:
     return out
 
 
-def save_processed(folder: Path, frame: pd.DataFrame, images: np.ndarray) -> dict[str, Path]:
-    """Write catalogue.csv and images.npy (image k is row k of the table), via temporary files.
+def save_processed(folder, frame: pd.DataFrame, images: np.ndarray, styles: Path | None = None) -> dict[str, Path]:
+    """Write catalogue.csv and images.npy (image k is row k of the table), via temporary files, then
+    catalogue_source.json, which records what they were made from: the SHA-256 of ``styles`` (the
+    catalogue's styles.csv; None for photos of your own). ``load_processed`` checks it.
 
     ``images`` may cover only the first rows (quick mode keeps the whole table, fewer images).
     """
     if len(images) > len(frame):
         raise ValueError(f"{len(images)} images but only {len(frame)} rows.")
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"table": folder / "catalogue.csv", "images": folder / "catalogue_images.npy"}
-    tmp_table, tmp_images = (p.with_name(p.name + ".part") for p in paths.values())
+    paths = processed_paths(folder)
+    paths["source"].unlink(missing_ok=True)  # arrays without their record are never taken as current
+    tmp_table, tmp_images = (p.with_name(p.name + ".part") for p in (paths["table"], paths["images"]))
     frame.to_csv(tmp_table, index=False)
     with open(tmp_images, "wb") as fh:
         np.save(fh, images)
     tmp_table.replace(paths["table"])
     tmp_images.replace(paths["images"])
+    record = {"styles": str(styles) if styles else None, "styles_sha256": sha256_of(styles) if styles else None,
+              "rows": len(frame), "images": len(images)}
+    atomic_write_bytes(paths["source"], json.dumps(record, indent=2).encode())
     return paths
+
+
+def processed_paths(folder: Path) -> dict[str, Path]:
+    return {"table": folder / "catalogue.csv", "images": folder / "catalogue_images.npy",
+            "source": folder / "catalogue_source.json"}
+
+
+def clear_processed(folder: Path) -> list[Path]:
+    """Delete the processed arrays (chapter 01 does, when the catalogue is gone); returns what it removed."""
+    removed = [p for p in processed_paths(folder).values() if p.is_file()]
+    for path in removed:
+        path.unlink()
+    return removed
+
+
+def check_processed_source(folder: Path, data_root=None) -> None:
+    """Raise unless the processed arrays in ``folder`` were made from the catalogue found now."""
+    source = processed_paths(folder)["source"]
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} is missing, so the arrays beside it may be stale or half-written: "
+                                "run notebooks/01_data.ipynb again.")
+    record = json.loads(source.read_text())
+    if record.get("styles_sha256") is None:  # photos of your own, saved without a catalogue
+        return
+    current = find_catalogue(data_root)
+    if current is None:
+        raise DataError(f"The arrays in {folder} were made from {record['styles']}, but no catalogue is found "
+                        f"now. {HOW_TO_GET} Then run notebooks/01_data.ipynb again.")
+    if sha256_of(current / "styles.csv") != record["styles_sha256"]:
+        raise DataError(f"The arrays in {folder} were made from another styles.csv than {current / 'styles.csv'} "
+                        "(its SHA-256 differs): run notebooks/01_data.ipynb again.")

@@ -1,9 +1,11 @@
 """Derive pip requirements from environment.yml (standard library only, runs before installs).
 
     python3 helpers/envfile.py environment.yml > build/requirements.txt
+    python3 helpers/envfile.py --third-party environment.yml > build/requirements.in   # for the lock
 
 Conda packages become pip requirements with conda's single ``=`` turned into ``==``;
-``python`` and ``pip`` are skipped; the ``pip:`` section is copied as it is.
+``python`` and ``pip`` are skipped; the ``pip:`` section is copied as it is (``--third-party`` leaves
+out the ``-e .`` line that installs this repository's helpers, which the lock file does not pin).
 """
 
 from __future__ import annotations
@@ -36,8 +38,17 @@ def requirements(text: str) -> list[str]:
     return out
 
 
+def package_name(spec: str) -> str:
+    """The normalised distribution name of a requirement line (``scikit-learn>=1.4`` -> ``scikit-learn``)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~ \[;]", spec.strip(), maxsplit=1)[0]).lower()
+
+
 if __name__ == "__main__":
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "environment.yml")
+    args = sys.argv[1:]
+    third_party = "--third-party" in args
+    args = [a for a in args if a != "--third-party"]
+    path = Path(args[0] if args else "environment.yml")
     if not path.is_file():
         sys.exit(f"{path} not found: run from the repository root or pass the path.")
-    print("\n".join(requirements(path.read_text())))
+    specs = requirements(path.read_text())
+    print("\n".join(s for s in specs if not (third_party and s.startswith("-e "))))

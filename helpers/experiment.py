@@ -68,8 +68,14 @@ INPUT_SIZE = {"benchmark": 32, "lenet5": 32, "resnet_small": 28, "resnet50": 32}
 
 
 def budget_for(model_name: str, mode: str | None = None, epochs: int | None = None) -> Budget:
-    """The training budget of ``model_name`` in ``mode``; ``epochs`` overrides the default."""
-    budget = BUDGETS[(model_name, series_mode(mode))]
+    """The training budget of ``model_name`` in ``mode``; ``epochs`` (at least 1) overrides the default."""
+    mode = series_mode(mode)
+    if (model_name, mode) not in BUDGETS:
+        names = sorted({name for name, _ in BUDGETS})
+        raise ValueError(f"No budget for model {model_name!r}; models with budgets: {', '.join(names)}.")
+    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"epochs must be a whole number of at least 1, got {epochs!r}.")
+    budget = BUDGETS[(model_name, mode)]
     return budget if epochs is None else replace(budget, epochs=epochs)
 
 

@@ -40,12 +40,30 @@ class DataError(ValueError):
 
 
 def find_fashion_mnist(data_root=None) -> Path | None:
-    """The first folder in the lookup order that holds all four files, or None."""
+    """The first folder in the lookup order that holds all four files, or None.
+
+    A folder met first that holds only some of them is an error naming the missing ones: falling back
+    to another copy, or to a download, would hide the broken one."""
     candidates = [root / "fashion-mnist" for root in data_roots(data_root)] + [DEBIAN_DIR]
     for folder in candidates:
         if all((folder / name).is_file() for name in SHA256):
             return folder
+        problem = _incomplete(folder)
+        if problem:
+            raise DataError(f"{problem}. Put the missing files there, or delete the folder to use the next "
+                            "copy in the lookup order or a fresh download.")
     return None
+
+
+def _incomplete(folder: Path) -> str | None:
+    """What is wrong with a ``fashion-mnist/`` folder holding some of the four files but not all."""
+    present = [name for name in SHA256 if (folder / name).is_file()]
+    raw = [name[:-3] for name in SHA256 if (folder / name[:-3]).is_file()]
+    if not (present or raw):
+        return None
+    missing = [name for name in SHA256 if name not in present]
+    note = f"; {', '.join(raw)} lie there uncompressed: gzip them (gzip -k FILE)" if raw else ""
+    return f"{folder} holds {len(present)} of the 4 files, {', '.join(missing)} missing{note}"
 
 
 def sha256_of(path: Path) -> str:
@@ -119,6 +137,8 @@ def load_split(folder: Path, prefix: str, verify: bool = True) -> tuple[np.ndarr
     if len(images) != len(labels):
         raise DataError(f"{image_path} holds {len(images)} images but {label_path} holds "
                         f"{len(labels)} labels. {FIX}")
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{image_path}: images of shape {images.shape[1:]}, expected 28x28. {FIX}")
     if labels.size and labels.max() >= len(CLASS_NAMES):
         raise DataError(f"{label_path}: label {labels.max()} is not one of the 10 classes. {FIX}")
     return images, labels

@@ -14,7 +14,8 @@ from sklearn.preprocessing import label_binarize
 
 
 def check_scores(y_true, y_score) -> tuple[np.ndarray, np.ndarray]:
-    """Validate shapes: labels (n,) of integers in [0, num_classes), scores (n, num_classes)."""
+    """Validate the inputs every metric takes: labels (n,) of integers in [0, num_classes) and class
+    probabilities (n, num_classes), each row in [0, 1] and summing to 1, with n >= 1."""
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
     if y_true.ndim != 1:
@@ -22,11 +23,27 @@ def check_scores(y_true, y_score) -> tuple[np.ndarray, np.ndarray]:
     if y_score.ndim != 2 or y_score.shape[0] != y_true.shape[0]:
         raise ValueError(f"y_score must have shape (n, num_classes) with n={y_true.shape[0]}, "
                          f"got {y_score.shape}.")
+    if len(y_true) == 0:
+        raise ValueError("y_true and y_score hold no examples.")
     if not np.issubdtype(y_true.dtype, np.integer):
         raise ValueError(f"y_true must hold integer class ids, got dtype {y_true.dtype}.")
     if y_true.min() < 0 or y_true.max() >= y_score.shape[1]:
         raise ValueError(f"y_true holds ids outside [0, {y_score.shape[1]}).")
+    bad = ~np.isfinite(y_score).all(axis=1) | (y_score < 0).any(axis=1) | (y_score > 1).any(axis=1) \
+        | (np.abs(y_score.sum(axis=1) - 1) > 1e-3)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"y_score must hold class probabilities (each row in [0, 1], summing to 1); row {row} "
+                         f"is {np.array2string(y_score[row], precision=3, threshold=6)}. Apply a softmax to "
+                         "logits, and check for NaN.")
     return y_true, y_score
+
+
+def _check_names(class_names, num_classes: int) -> list:
+    names = list(class_names)
+    if len(names) != num_classes:
+        raise ValueError(f"class_names has {len(names)} names for {num_classes} classes.")
+    return names
 
 
 def predicted_labels(y_score) -> np.ndarray:
@@ -47,11 +64,13 @@ def expected_calibration_error(y_true, y_score, n_bins: int = 15) -> float:
 
 
 def summary_metrics(y_true, y_score) -> dict[str, float]:
-    """Every headline number of the series for one model."""
+    """Every headline number of the series for one model. The macro one-vs-rest ROC-AUC and average
+    precision average over the classes present in ``y_true`` (for an absent class they are undefined)."""
     y_true, y_score = check_scores(y_true, y_score)
     labels = np.arange(y_score.shape[1])
     y_pred = y_score.argmax(axis=1)
     y_bin = label_binarize(y_true, classes=labels)
+    present = np.isin(labels, y_true)
     out = {
         "accuracy": skm.accuracy_score(y_true, y_pred),
         "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
@@ -61,9 +80,9 @@ def summary_metrics(y_true, y_score) -> dict[str, float]:
             y_true, y_pred, labels=labels, average=average, zero_division=0)
         out.update({f"precision_{average}": p, f"recall_{average}": r, f"f1_{average}": f})
     out.update({
-        "roc_auc_ovr_macro": skm.roc_auc_score(y_bin, y_score, average="macro"),
+        "roc_auc_ovr_macro": _macro(skm.roc_auc_score, y_bin, y_score, present),
         "roc_auc_ovr_micro": skm.roc_auc_score(y_bin, y_score, average="micro"),
-        "average_precision_macro": skm.average_precision_score(y_bin, y_score, average="macro"),
+        "average_precision_macro": _macro(skm.average_precision_score, y_bin, y_score, present),
         "average_precision_micro": skm.average_precision_score(y_bin, y_score, average="micro"),
         "log_loss": skm.log_loss(y_true, y_score, labels=labels),
         "ece": expected_calibration_error(y_true, y_score),
@@ -71,17 +90,26 @@ def summary_metrics(y_true, y_score) -> dict[str, float]:
     return {key: float(value) for key, value in out.items()}
 
 
+def _macro(score, y_bin, y_score, present) -> float:
+    """The mean over the present classes of ``score`` one class against the rest."""
+    if present.sum() < 2:
+        raise ValueError("y_true holds a single class: one-vs-rest ROC-AUC needs two.")
+    return float(np.mean([score(y_bin[:, k], y_score[:, k]) for k in np.flatnonzero(present)]))
+
+
 def per_class_report(y_true, y_score, class_names) -> pd.DataFrame:
-    """Precision, recall, F1, support and one-vs-rest ROC-AUC / AP for every class."""
+    """Precision, recall, F1, support and one-vs-rest ROC-AUC / AP for every class (NaN, with support
+    0, for a class absent from ``y_true``)."""
     y_true, y_score = check_scores(y_true, y_score)
+    class_names = _check_names(class_names, y_score.shape[1])
     labels = np.arange(y_score.shape[1])
     report = skm.classification_report(y_true, y_score.argmax(axis=1), labels=labels,
                                        target_names=list(class_names), output_dict=True,
                                        zero_division=0)
     table = pd.DataFrame({name: report[name] for name in class_names}).T
     y_bin = label_binarize(y_true, classes=labels)
-    table["roc_auc"] = skm.roc_auc_score(y_bin, y_score, average=None)
-    table["average_precision"] = skm.average_precision_score(y_bin, y_score, average=None)
+    for column, score in (("roc_auc", skm.roc_auc_score), ("average_precision", skm.average_precision_score)):
+        table[column] = [score(y_bin[:, k], y_score[:, k]) if y_bin[:, k].any() else np.nan for k in labels]
     table["support"] = table["support"].astype(int)
     return table
 
@@ -101,11 +129,13 @@ def bootstrap_ci(y_true, y_score, metric, n_boot: int = 1000, seed: int = 0,
 
 
 def accuracy_from_scores(y_true, y_score) -> float:
-    return skm.accuracy_score(y_true, np.asarray(y_score).argmax(axis=1))
+    y_true, y_score = check_scores(y_true, y_score)
+    return skm.accuracy_score(y_true, y_score.argmax(axis=1))
 
 
 def f1_macro_from_scores(y_true, y_score) -> float:
-    return skm.f1_score(y_true, np.asarray(y_score).argmax(axis=1), average="macro")
+    y_true, y_score = check_scores(y_true, y_score)
+    return skm.f1_score(y_true, y_score.argmax(axis=1), average="macro")
 
 
 def mcnemar_test(y_true, y_pred_a, y_pred_b) -> dict[str, float]:
@@ -118,6 +148,8 @@ def mcnemar_test(y_true, y_pred_a, y_pred_b) -> dict[str, float]:
     if not (y_true.shape == a.shape == b_pred.shape) or y_true.ndim != 1:
         raise ValueError(f"McNemar needs three (n,) label arrays, got {y_true.shape}, {a.shape}, "
                          f"{b_pred.shape}.")
+    if not all(np.issubdtype(v.dtype, np.integer) for v in (y_true, a, b_pred)):
+        raise ValueError(f"McNemar needs integer class ids, got dtypes {y_true.dtype}, {a.dtype}, {b_pred.dtype}.")
     a_right, b_right = a == y_true, b_pred == y_true
     b = int(np.sum(a_right & ~b_right))
     c = int(np.sum(~a_right & b_right))
@@ -160,11 +192,16 @@ def auc_against_each_class(y_true, y_score, class_id: int, class_names) -> pd.Se
     negatives come from, showing that easy negatives (bags against shirts) inflate it.
     """
     y_true, y_score = check_scores(y_true, y_score)
+    class_names = _check_names(class_names, y_score.shape[1])
+    if not (y_true == class_id).any():
+        raise ValueError(f"y_true holds no example of class {class_names[class_id]!r}.")
     aucs = {}
     for other, name in enumerate(class_names):
         if other == class_id:
             continue
         keep = (y_true == class_id) | (y_true == other)
+        if not (y_true == other).any():
+            continue  # no negatives of that class to rank against
         aucs[name] = skm.roc_auc_score(y_true[keep] == class_id, y_score[keep, class_id])
     return pd.Series(aucs, name=f"AUC of {class_names[class_id]} against").sort_values()
 
@@ -196,6 +233,7 @@ def thresholded_precision(y_true, y_score, threshold: float = 0.5) -> float:
 def top_confusions(y_true, y_score, class_names, k: int = 8) -> pd.DataFrame:
     """The ``k`` most frequent (true, predicted) mistakes with their share of the true class."""
     y_true, y_score = check_scores(y_true, y_score)
+    class_names = _check_names(class_names, y_score.shape[1])
     cm = skm.confusion_matrix(y_true, y_score.argmax(axis=1), labels=np.arange(y_score.shape[1]))
     np.fill_diagonal(cm, 0)
     order = np.argsort(cm, axis=None)[::-1][:k]

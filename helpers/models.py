@@ -199,7 +199,7 @@ def _tagging_model(inputs, features, num_classes: dict[str, int], embedding: int
     """Global average pooling, the ``embedding`` layer and one head per attribute (see ``catalogue_cnn``)."""
     if not isinstance(num_classes, dict) or not num_classes:
         raise ValueError(f"{name} needs num_classes as {{head name: number of classes}}.")
-    x = layers.GlobalAveragePooling2D()(features)
+    x = layers.GlobalAveragePooling2D(name="pool")(features)
     x = layers.Dense(embedding, activation=None if cosine_scale else "relu", name="embedding")(x)
     if dropout:
         x = layers.Dropout(dropout)(x)

@@ -14,6 +14,9 @@ import seaborn as sns
 from helpers.paths import atomic_write_bytes, results_dir, series_mode
 
 PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotlib", "seaborn")
+# Minutes each chapter takes on a 2-core CPU, (quick, full): what a reader is told before it trains.
+RUN_MINUTES = {"01": (1, 1), "02": (1, 3), "03": (1, 3), "04": (3, 60), "05": (1, 1), "06": (3, 50),
+               "07": (3, 30), "08": (1, 1)}
 _started: dict[str, float] = {}
 
 
@@ -31,7 +34,18 @@ def start(chapter: str, mode: str | None = None, seed: int = 42) -> str:
     sns.set_theme(style="whitegrid", context="notebook")
     plt.rcParams["figure.dpi"] = 80
     print(f"Chapter {chapter}: mode={mode}, seed={seed}, devices={devices}")
+    print(run_plan(chapter, mode))
     return mode
+
+
+def run_plan(chapter: str, mode: str) -> str:
+    """One line: how long this chapter takes in this mode, where it writes, and how to get the other mode."""
+    quick, full = RUN_MINUTES.get(chapter, (None, None))
+    if mode == "full":
+        return (f"Full mode: about {full} min on 2 CPU cores; results and figures replace the committed ones in "
+                "results/ and figures/.")
+    return (f"Quick mode: about {quick} min on 2 CPU cores, small subsets, written under build/quick/ "
+            f"(full mode, about {full} min: set mode = \"full\" in the parameters cell).")
 
 
 def peak_memory_mib() -> float:

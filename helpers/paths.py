@@ -5,7 +5,7 @@ environment variable (a folder holding ``fashion-mnist/`` and
 ``fashion-product-images-small/``, like ``../shared/data``), the repository's ``data/``.
 
 Outputs depend on the mode: ``full`` writes the committed results (``figures/``,
-``results/``); ``quick`` writes under ``build/quick/`` so that a quick run never
+``results/``); ``quick``, the default, writes under ``build/quick/`` so that a quick run never
 overwrites what is committed.
 """
 
@@ -24,6 +24,9 @@ def data_roots(explicit: str | os.PathLike | None = None) -> list[Path]:
     """The folders searched for datasets, in order."""
     roots = []
     if explicit is not None:
+        if not Path(explicit).is_dir():
+            raise FileNotFoundError(f"data_root {explicit} is not a folder: pass the folder that holds "
+                                    "fashion-mnist/ (and fashion-product-images-small/), or None for the default.")
         roots.append(Path(explicit))
     if os.environ.get(DATA_ROOT_ENV):
         roots.append(Path(os.environ[DATA_ROOT_ENV]))
@@ -32,8 +35,13 @@ def data_roots(explicit: str | os.PathLike | None = None) -> list[Path]:
 
 
 def series_mode(mode: str | None = None) -> str:
-    """The run mode: the argument, else ``$SERIES_MODE``, else ``full``."""
-    mode = mode or os.environ.get(MODE_ENV) or "full"
+    """The run mode: the argument, else ``$SERIES_MODE``, else ``quick``.
+
+    Quick is the default so that a chapter opened in JupyterLab and run as it is never replaces the
+    committed full-run results; full mode is asked for by name (``make series``, the runner's
+    ``--mode full``, ``SERIES_MODE=full`` or ``mode = "full"`` in the parameters cell).
+    """
+    mode = mode or os.environ.get(MODE_ENV) or "quick"
     if mode not in MODES:
         raise ValueError(f"Unknown mode {mode!r} (from the argument or ${MODE_ENV}); use one of {MODES}.")
     return mode

@@ -32,6 +32,16 @@ def save_fig(fig, notebook: str, name: str, mode: str | None = None, dpi: int = 
     return path
 
 
+def _show_image(ax, image) -> None:
+    """A photo as it is; a grey-scale image on a fixed 0-255 scale, bright pixels bright."""
+    image = np.squeeze(image)
+    if image.ndim == 2:
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+    else:
+        ax.imshow(image)
+    ax.axis("off")
+
+
 def plot_sample_grid(images, labels, class_names, per_class: int = 8, seed: int = 0):
     """``per_class`` random images of each class, one row a class (one row in all when per_class=1)."""
     rng = np.random.default_rng(seed)
@@ -41,21 +51,18 @@ def plot_sample_grid(images, labels, class_names, per_class: int = 8, seed: int 
         fig, axes = plt.subplots(1, len(classes), figsize=(len(classes) * 1.1, 1.5), squeeze=False,
                                  layout="constrained")
         for ax, k in zip(axes[0], classes):
-            image = images[np.flatnonzero(labels == k)[0]]
-            ax.imshow(image, cmap="gray_r" if np.ndim(image) == 2 else None)
+            _show_image(ax, images[np.flatnonzero(labels == k)[0]])
             ax.set_title(str(class_names[k]), fontsize=8)
-            ax.axis("off")
         return fig
     fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9, len(classes) * 1.0),
                              squeeze=False, layout="constrained")
-    cmap = "gray_r" if np.asarray(images).ndim == 3 else None
     for row, k in zip(axes, classes):
         idx = np.flatnonzero(labels == k)
         chosen = rng.choice(idx, size=min(per_class, len(idx)), replace=False)
         for ax in row:
             ax.axis("off")
         for ax, i in zip(row, chosen):
-            ax.imshow(images[i], cmap=cmap)
+            _show_image(ax, images[i])
         row[0].set_title(str(class_names[k]), fontsize=8, loc="left")
     return fig
 
@@ -158,8 +165,24 @@ def plot_reliability(tables: dict, ax=None):
     return fig
 
 
+def plot_filters(kernels, title: str = ""):
+    """Convolution filters (n, h, w) side by side on one colour scale centred on zero (red positive,
+    blue negative), with its colour bar: a filter responds most to an input patch that looks like it."""
+    kernels = np.asarray(kernels)
+    limit = float(np.abs(kernels).max())
+    fig, axes = plt.subplots(1, len(kernels), figsize=(len(kernels) * 1.1 + 0.8, 1.7), layout="constrained")
+    for k, (ax, kernel) in enumerate(zip(np.atleast_1d(axes), kernels)):
+        image = ax.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(f"filter {k}", fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def plot_misclassified(images, y_true, y_score, class_names, n: int = 12, seed: int = 0):
-    """A random sample of wrong predictions, titled "true -> predicted (confidence)"."""
+    """A random sample of wrong predictions, each titled "true -> predicted (confidence)"."""
     y_pred = np.asarray(y_score).argmax(axis=1)
     wrong = np.flatnonzero(y_pred != y_true)
     chosen = np.random.default_rng(seed).choice(wrong, size=min(n, len(wrong)), replace=False)
@@ -170,10 +193,10 @@ def plot_misclassified(images, y_true, y_score, class_names, n: int = 12, seed: 
     for ax in axes.ravel():
         ax.axis("off")
     for ax, i in zip(axes.ravel(), chosen):
-        image = np.squeeze(images[i])
-        ax.imshow(image, cmap="gray_r" if image.ndim == 2 else None)
-        ax.set_title(f"{class_names[y_true[i]]}\n-> {class_names[y_pred[i]]} "
-                     f"({y_score[i, y_pred[i]]:.2f})", fontsize=7)
+        _show_image(ax, images[i])
+        ax.set_title(f"{class_names[y_true[i]]}\n→ {class_names[y_pred[i]]} "
+                     f"({y_score[i, y_pred[i]]:.2f})", fontsize=8)
+    fig.suptitle("true class → predicted class (predicted probability)", fontsize=9)
     return fig
 
 
@@ -226,7 +249,9 @@ def plot_attribute_comparison(table, columns, ax=None, title: str = ""):
         id_vars="attribute", var_name="model", value_name="value")
     fig, ax = _axes(ax, figsize=(7, 0.22 * len(table) * len(columns) + 1.2))
     sns.barplot(long, x="value", y="attribute", hue="model", ax=ax)
-    ax.set(xlim=(0.5, 1.0), title=title, xlabel="accuracy", ylabel="")
+    for bars in ax.containers:
+        ax.bar_label(bars, fmt="%.3f", fontsize=6, padding=2)
+    ax.set(xlim=(0.5, 1.04), title=title, xlabel="accuracy (the axis starts at 0.5)", ylabel="")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
 
@@ -242,12 +267,9 @@ def plot_augmented(images, augment, versions: int = 5, titles=None):
         for layer in augment:
             batch = layer(batch, training=True)
         passes.append(np.asarray(batch))
-    cmap = "gray_r" if images.shape[-1] == 1 else None
     for col, batch in enumerate(passes):
         for row, image in enumerate(batch):
-            ax = axes[row, col]
-            ax.imshow(np.clip(image, 0, 255).astype("uint8").squeeze(), cmap=cmap)
-            ax.axis("off")
+            _show_image(axes[row, col], np.clip(image, 0, 255).astype("uint8"))
         axes[0, col].set_title("original" if col == 0 else f"random {col}", fontsize=8)
     for row, title in enumerate(titles or []):
         axes[row, 0].text(-0.1, 0.5, title, transform=axes[row, 0].transAxes, ha="right", va="center",
@@ -270,7 +292,8 @@ def plot_differences(table, title: str = "", ax=None, xlabel: str = "accuracy di
 
 def plot_gallery(images, queries, neighbours, captions, relevant=None, title: str = ""):
     """One row per query: the query photo, then its neighbours in order. ``captions`` holds one
-    string per item; ``relevant`` (queries, k) colours neighbour captions green (same) or red."""
+    string per item; ``relevant`` (queries, k) marks neighbour captions "✓" in green (same) or "✗" in
+    red, so the cue does not rely on colour alone."""
     k = neighbours.shape[1]
     fig, axes = plt.subplots(len(queries), k + 1, figsize=(1.15 * (k + 1), 1.75 * len(queries)),
                              squeeze=False, layout="constrained")
@@ -280,8 +303,12 @@ def plot_gallery(images, queries, neighbours, captions, relevant=None, title: st
             ax.imshow(images[item])
             ax.set_xticks([])
             ax.set_yticks([])
-            colour = "black" if col == 0 or relevant is None else ("green" if relevant[row, col - 1] else "red")
-            ax.set_title(str(captions[item]).replace(", ", "\n", 1), fontsize=6.5, color=colour)
+            caption = str(captions[item]).replace(", ", "\n", 1)
+            colour = "black"
+            if col > 0 and relevant is not None:
+                same = bool(relevant[row, col - 1])
+                colour, caption = ("green", "✓ " + caption) if same else ("red", "✗ " + caption)
+            ax.set_title(caption, fontsize=6.5, color=colour)
             if col == 0:
                 ax.set_ylabel("query", fontsize=8)
                 for spine in ax.spines.values():

@@ -2,8 +2,13 @@
 
     python -m helpers.runner --mode quick           # minutes; writes under build/quick/
     python -m helpers.runner --mode full            # the committed results, in place
+    python -m helpers.runner --only 2 3             # some chapters (numbers as 2 or 02)
 
-Stops at the first failing notebook, naming it and the failing cell.
+The mode comes from --mode, else $SERIES_MODE, else quick (the same rule as the chapters). Without the
+Kaggle catalogue, the chapters that need it (06-08) are skipped with the command that gets it.
+Each chapter's library start-up logs go to build/<mode>/logs/NN.log, not to the terminal.
+Exit status: 0 when every chapter that could run ran (skipped ones are listed), 1 when a chapter failed,
+2 for bad arguments, 130 when stopped with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -11,18 +16,23 @@ from __future__ import annotations
 import argparse
 import html
 import os
+import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 import papermill as pm
 from nbconvert import HTMLExporter
 
-from helpers.paths import MODE_ENV, REPO_ROOT, output_root
+from helpers.paths import DATA_ROOT_ENV, MODE_ENV, REPO_ROOT, output_root, series_mode
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 3600
+DEFAULT_SEED = 42  # the parameters cell's value: only other values are injected
+CATALOGUE_CHAPTERS = ("06", "07", "08")  # they read chapter 01's cleaned catalogue arrays
+CHAPTER_NAME = re.compile(r"\d\d_[A-Za-z0-9_-]+\.ipynb")  # 02_benchmark.ipynb; not *.part or *.nbconvert
 
 
 class SeriesError(RuntimeError):
@@ -30,18 +40,37 @@ class SeriesError(RuntimeError):
 
 
 def chapters(notebooks_dir: Path | None = None) -> list[Path]:
-    """The numbered chapters (``01_*.ipynb`` ...) in ``notebooks/`` or ``notebooks_dir``, in order."""
+    """The numbered chapters (``01_*.ipynb`` ...) in ``notebooks/`` or ``notebooks_dir``, in order;
+    leftovers such as ``02_benchmark.part.ipynb`` or ``02_benchmark.nbconvert.ipynb`` are not chapters."""
     folder = notebooks_dir or NOTEBOOKS_DIR
-    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if ".part" not in p.name)
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if CHAPTER_NAME.fullmatch(p.name))
+
+
+def select(only: list[str] | None, available: list[Path] | None = None) -> list[Path]:
+    """The chapters named by ``--only`` (``2``, ``02``, ...), all of them when ``only`` is None;
+    a number that names no chapter is an error listing the valid ones."""
+    available = chapters() if available is None else available
+    if only is None:
+        return available
+    by_number = {p.name[:2]: p for p in available}
+    wanted = []
+    for item in only:
+        number = f"{int(item):02d}" if item.isdigit() else item
+        if number not in by_number:
+            raise ValueError(f"--only {item}: there is no chapter {item}; the chapters are {', '.join(by_number)}.")
+        wanted.append(number)
+    return [p for p in available if p.name[:2] in wanted]
 
 
 def _failing_cell(path: Path) -> str:
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
+    nb = nbformat.read(path, as_version=4)  # without the banners papermill adds: indices as in the chapter
+    cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
+    for index, cell in enumerate(cells):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                return (f"the cell run as In [{cell.execution_count}] ({first_line!r}): "
+                lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+                first_line = lines[0].strip() if lines else ""
+                return (f"cell {index} (run as In [{cell.execution_count}], {first_line!r}): "
                         f"{output['ename']}: {output['evalue']}")
     return "no cell recorded an error"
 
@@ -55,73 +84,161 @@ def html_dir(mode: str) -> Path:
     return REPO_ROOT / "build" / "html" if mode == "full" else output_root(mode) / "html"
 
 
-def run_series(mode: str, seed: int = 42, epochs: int | None = None, data_root: str | None = None,
-               only: list[str] | None = None) -> list[dict]:
-    """Execute each chapter in order; return the minutes each took (kernel start included)."""
+def logs_dir(mode: str) -> Path:
+    """Where each chapter's kernel log goes (the library start-up lines the terminal is spared)."""
+    return (REPO_ROOT / "build" if mode == "full" else output_root(mode)) / "logs"
+
+
+@contextmanager
+def _stderr_to(path: Path):
+    """Send this process's file descriptor 2, which the kernel inherits, to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "wb") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def catalogue_available(data_root: str | None = None) -> bool:
+    """Kaggle's files are found, or ``$FASHION_CATALOGUE`` asks for the mirror (chapter 01 downloads it)."""
+    from helpers.catalogue import SOURCE_ENV, find_catalogue
+
+    return find_catalogue(data_root) is not None or os.environ.get(SOURCE_ENV, "kaggle") != "kaggle"
+
+
+def run_series(mode: str, seed: int = DEFAULT_SEED, epochs: int | None = None, data_root: str | None = None,
+               only: list[str] | None = None, skipped: dict | None = None) -> list[dict]:
+    """Execute each selected chapter in order; return the minutes each took (kernel start included).
+
+    Chapters that need the catalogue are skipped when it is absent; their reasons go into ``skipped``.
+    """
     out_dir = executed_dir(mode)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # The mode reaches the chapters through the environment, not as an injected parameter: a committed
-    # notebook must not carry `mode = "full"`, or nbval's quick rerun of it would train in full mode.
+    # The mode and the data folder reach the chapters through the environment, and only parameters that
+    # differ from the parameters cell are injected: a default run's notebooks carry no injected cell, and
+    # a committed notebook never carries `mode = "full"`, which nbval's quick rerun would obey.
     os.environ[MODE_ENV] = mode
-    params = {"seed": seed, **{k: v for k, v in (("epochs", epochs), ("data_root", data_root)) if v is not None}}
+    if data_root is not None:
+        os.environ[DATA_ROOT_ENV] = str(Path(data_root).resolve())
+    params = {k: v for k, v in (("seed", seed), ("epochs", epochs))
+              if v is not None and not (k == "seed" and v == DEFAULT_SEED)}
+    skipped = {} if skipped is None else skipped
+    has_catalogue = catalogue_available()
     timings = []
-    for source in chapters():
-        if only and not any(source.name.startswith(prefix) for prefix in only):
+    for source in select(only):
+        if source.name[:2] in CATALOGUE_CHAPTERS and not has_catalogue:
+            skipped[source.name] = "needs the Kaggle catalogue"
+            print(f"-- {source.name}: skipped, it needs the Kaggle catalogue", flush=True)
             continue
         target = out_dir / source.name
         tmp = target.with_name(target.stem + ".part.ipynb")
+        log = logs_dir(mode) / f"{source.stem}.log"
         print(f"== {source.name} ({mode})", flush=True)
         start = time.perf_counter()
         try:
-            pm.execute_notebook(source, tmp, parameters=params, kernel_name="python3",
-                                cwd=str(NOTEBOOKS_DIR), execution_timeout=CELL_TIMEOUT_S,
-                                progress_bar=False, log_output=False,
-                                # C++ start-up logs go to the terminal, not into the notebook
-                                extra_arguments=["--IPKernelApp.capture_fd_output=False"])
+            with _stderr_to(log):
+                pm.execute_notebook(source, tmp, parameters=params, kernel_name="python3",
+                                    cwd=str(NOTEBOOKS_DIR), execution_timeout=CELL_TIMEOUT_S,
+                                    progress_bar=False, log_output=False,
+                                    # C++ start-up logs go to the log file, not into the notebook
+                                    extra_arguments=["--IPKernelApp.capture_fd_output=False"])
         except pm.PapermillExecutionError as err:
             raise SeriesError(f"{source.name} failed at {_failing_cell(tmp)} (partial run kept in "
-                              f"{tmp})") from err
+                              f"{tmp}; the kernel's log is {log})") from err
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"{source.name} (partial run kept in {tmp})") from None
         tmp.replace(target)
         timings.append({"notebook": source.name, "minutes": round((time.perf_counter() - start) / 60, 2)})
         print(f"   done in {timings[-1]['minutes']} min", flush=True)
     return timings
 
 
-def render_html(notebook_dir: Path, out_dir: Path) -> Path:
-    """Render every executed chapter to HTML and write an index page linking them."""
+def render_html(notebook_dir: Path, out_dir: Path, names: list[str] | None = None,
+                skipped: dict | None = None) -> Path:
+    """Render the executed chapters (``names``, default all) to HTML, with an index page linking them and
+    listing the ``skipped`` chapters with their reason; links between chapters point at the pages."""
     out_dir.mkdir(parents=True, exist_ok=True)
     exporter = HTMLExporter()
     items = []
     for path in chapters(notebook_dir):
+        if names is not None and path.name not in names:
+            continue
         nb = nbformat.read(path, as_version=4)
         body, _ = exporter.from_notebook_node(nb)
+        body = re.sub(r'href="(\d\d_[\w-]+)\.ipynb"', r'href="\1.html"', body)  # chapter links between pages
+        body = body.replace('href="README.md', 'href="index.html')
         (out_dir / f"{path.stem}.html").write_text(body, encoding="utf-8")
         title = next((c.source.splitlines()[0].lstrip("# ") for c in nb.cells
                       if c.cell_type == "markdown" and c.source.strip()), path.stem)
         items.append(f'<li><a href="{path.stem}.html">{html.escape(title)}</a></li>')
+    missing = "".join(f"<li>{html.escape(name)}: skipped, {html.escape(why)}</li>"
+                      for name, why in (skipped or {}).items())
     index = out_dir / "index.html"
     index.write_text("<!doctype html><meta charset='utf-8'><title>Image classification for "
                      "e-commerce</title><h1>Image classification for e-commerce</h1><ol>"
-                     + "".join(items) + "</ol>", encoding="utf-8")
+                     + "".join(items) + "</ol>" + (f"<ul>{missing}</ul>" if missing else ""), encoding="utf-8")
     return index
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1, got {value}")
+    return value
+
+
+def _data_root(text: str) -> str:
+    path = Path(text).expanduser().resolve()  # relative to where the command was typed
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is not a folder")
+    return str(path)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=["quick", "full"], default="quick")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--epochs", type=int, default=None, help="override every chapter's epochs")
-    parser.add_argument("--data-root", default=None, help="folder holding fashion-mnist/ etc.")
-    parser.add_argument("--only", nargs="*", help="chapter prefixes to run, e.g. 02 03")
+    parser.add_argument("--mode", choices=["quick", "full"], default=None,
+                        help="default: $SERIES_MODE, else quick")
+    parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED)
+    parser.add_argument("--epochs", type=_positive, default=None, help="override every chapter's epochs (>= 1)")
+    parser.add_argument("--data-root", type=_data_root, default=None, help="folder holding fashion-mnist/ etc.")
+    parser.add_argument("--only", nargs="+", metavar="N", help="chapter numbers to run, e.g. 2 3 or 02 03")
     args = parser.parse_args(argv)
     try:
-        timings = run_series(args.mode, args.seed, args.epochs, args.data_root, args.only)
+        mode = series_mode(args.mode or os.environ.get(MODE_ENV) or "quick")
+        select(args.only)
+    except ValueError as err:
+        parser.error(str(err))
+    skipped: dict[str, str] = {}
+    try:
+        timings = run_series(mode, args.seed, args.epochs, args.data_root, args.only, skipped)
     except SeriesError as err:
         print(f"Series stopped: {err}", file=sys.stderr)
         return 1
-    index = render_html(executed_dir(args.mode), html_dir(args.mode))
+    except KeyboardInterrupt as err:
+        print(f"\nStopped by Ctrl-C during {err}. Nothing committed was replaced.", file=sys.stderr)
+        return 130
+    # full mode: every chapter of notebooks/ (the committed results); quick mode: the chapters of this run
+    ran = None if mode == "full" else [t["notebook"] for t in timings]
+    index = render_html(executed_dir(mode), html_dir(mode), ran, skipped)
     total = sum(t["minutes"] for t in timings)
     print(f"{len(timings)} chapters in {total:.1f} min; HTML index: {index}")
+    if skipped:
+        from helpers.catalogue import HOW_TO_GET
+
+        print(f"Skipped {', '.join(skipped)}: they need the Kaggle catalogue. {HOW_TO_GET}")
     return 0
 
 

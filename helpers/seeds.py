@@ -4,7 +4,7 @@
 
 Uses the same data, budgets and recipe as chapters 02-04 (full mode) and keeps
 ``results/seeds.csv`` (one row per model and seed): each finished run replaces the row of the same
-model and seed and is saved at once, so rows from earlier runs stay and an interrupted run loses
+model and seed and is saved at once, so rows already in the file stay and an interrupted run loses
 only the model it was training. The median per model is printed at the end.
 """
 

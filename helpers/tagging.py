@@ -20,7 +20,7 @@ import pandas as pd
 import tensorflow as tf
 from sklearn import metrics as skm
 
-from helpers import splits
+from helpers import catalogue, splits
 from helpers.metrics import paired_comparison
 from helpers.models import build_model
 from helpers.paths import atomic_write_bytes, processed_dir, results_dir, series_mode
@@ -40,9 +40,10 @@ HEADS = ("gender", "masterCategory", "subCategory", "articleType", "baseColour",
 MIN_COUNT = 50
 STRATIFY_BY = "articleType"  # the split is stratified by the head with the most classes
 
-# Accuracy and weighted F1 published for this dataset, and two reference models on a leak-free
-# split (issue 3): a frozen ImageNet EfficientNet-Lite0 + logistic regression, and a plain
-# from-scratch Keras multi-output CNN (8 conv layers of width 32, flips, 8 epochs).
+# Accuracy and weighted F1 reported for this dataset in public notebooks and project reports (see
+# results/EXPERIMENTS.md), and two reference models measured on a leak-free split like chapter 06's: a
+# frozen ImageNet EfficientNet-Lite0 + logistic regression, and a plain from-scratch Keras multi-output CNN
+# (8 conv layers of width 32, flips, 8 epochs).
 PUBLISHED = pd.DataFrame({
     "published accuracy": [0.921, 0.992, 0.973, 0.82, 0.63, 0.65, 0.87],
     "published weighted F1": [".88-.92", ".90", ".78", ".74", ".80-.85", ".81", ".80"],
@@ -61,7 +62,9 @@ def load_processed(mode: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     for path in (table_path, images_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: run notebooks/01_data.ipynb "
-                                    f"(mode {series_mode(mode)}) first.")
+                                    f"(mode {series_mode(mode)}) first. It needs the Kaggle catalogue: "
+                                    f"{catalogue.HOW_TO_GET}")
+    catalogue.check_processed_source(folder)
     table = pd.read_csv(table_path, keep_default_na=False, na_values=[""])
     images = np.load(images_path)
     if len(images) > len(table):
@@ -113,12 +116,13 @@ class CatalogueData:
 
 
 def prepare_catalogue(table, images, split: pd.Series, min_count: int = MIN_COUNT, heads=HEADS,
-                      train_limit: int | None = None) -> CatalogueData:
-    """Encode the heads (rare classes excluded) and cut the rows that have images into splits.
+                      train_limit: int | None = None, rare: str = "exclude") -> CatalogueData:
+    """Encode the heads and cut the rows that have images into splits. Classes under ``min_count``
+    images are excluded (``rare="exclude"``) or merged into one class "Other" (``rare="other"``).
 
     Class lists come from the whole table, so they do not depend on how many images are loaded.
     """
-    codes, names = encode_labels(table, heads, min_count)
+    codes, names = encode_labels(table, heads, min_count, rare)
     available = np.zeros(len(table), dtype=bool)
     available[:len(images)] = True
     data = CatalogueData({}, {}, {}, names)
@@ -317,6 +321,18 @@ def head_summary(table: pd.DataFrame, min_count: int = MIN_COUNT, heads=HEADS) -
                       "images in excluded classes": int(rare.sum()),
                       "images without label": int(table[head].isna().sum())}
     return pd.DataFrame(rows).T
+
+
+def describe_standing(comparison: pd.DataFrame, test_images: pd.Series) -> str:
+    """Markdown: per attribute, the accuracy of ``compare_with_published`` beside the published one,
+    ahead or behind and by about how many of the ``test_images`` photos."""
+    lines = []
+    for head, row in comparison.iterrows():
+        gap, n = row["accuracy"] - row["published accuracy"], int(test_images[head])
+        lines.append(f"- **{head}**: {row['accuracy']:.3f} against {row['published accuracy']:.3f} published, "
+                     f"{'ahead' if gap > 0 else 'behind'} by about {round(abs(gap) * n):,} of {n:,} test photos")
+    ahead = int((comparison["accuracy"] > comparison["published accuracy"]).sum())
+    return f"Ahead of {ahead} of the {len(comparison)} published accuracies:\n\n" + "\n".join(lines)
 
 
 def compare_with_published(ours: pd.DataFrame) -> pd.DataFrame:

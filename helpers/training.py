@@ -103,26 +103,40 @@ class EpochLog(keras.callbacks.Callback):
               flush=True)
 
 
-def fit_classifier(model, train, val, epochs: int, learning_rate: float, steps_per_epoch: int,
-                   weight_decay: float = 1e-4, loss="sparse_categorical_crossentropy",
-                   metrics=("accuracy",), monitor: str = "val_accuracy") -> dict:
-    """Compile with AdamW and a cosine-decayed learning rate, fit, keep the best ``monitor`` epoch.
+def compile_classifier(model, epochs: int, learning_rate: float, steps_per_epoch: int,
+                       weight_decay: float = 1e-4, loss="sparse_categorical_crossentropy",
+                       metrics=("accuracy",)) -> None:
+    """Compile with AdamW on a learning rate that decays along a cosine to 1% over the run.
 
     ``loss`` and ``metrics`` may be dicts keyed by output head (multi-output models).
-    Returns the history as a dict of lists plus ``seconds`` (wall time of the fit).
+    Chapters 02 and 03 type this recipe in their own cells.
     """
     schedule = keras.optimizers.schedules.CosineDecay(
         learning_rate, decay_steps=max(1, epochs * steps_per_epoch), alpha=0.01)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
                   loss=loss, metrics=metrics if isinstance(metrics, dict) else list(metrics))
-    best = keras.callbacks.EarlyStopping(monitor=monitor, patience=epochs,
-                                         restore_best_weights=True)
+
+
+def history_record(history: keras.callbacks.History, seconds: float) -> dict:
+    """A fit's history as a dict of lists of floats, plus ``seconds`` (wall time of the fit)."""
+    result = {key: [float(v) for v in values] for key, values in history.history.items()}
+    result["seconds"] = seconds
+    return result
+
+
+def fit_classifier(model, train, val, epochs: int, learning_rate: float, steps_per_epoch: int,
+                   weight_decay: float = 1e-4, loss="sparse_categorical_crossentropy",
+                   metrics=("accuracy",), monitor: str = "val_accuracy") -> dict:
+    """``compile_classifier``, then fit and keep the weights of the best ``monitor`` epoch.
+
+    Returns ``history_record`` of the fit.
+    """
+    compile_classifier(model, epochs, learning_rate, steps_per_epoch, weight_decay, loss, metrics)
+    keep_best = keras.callbacks.EarlyStopping(monitor=monitor, patience=epochs, restore_best_weights=True)
     start = time.perf_counter()
     history = model.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False,
-                        callbacks=[EpochLog(epochs), best])
-    result = {key: [float(v) for v in values] for key, values in history.history.items()}
-    result["seconds"] = time.perf_counter() - start
-    return result
+                        callbacks=[EpochLog(epochs), keep_best])
+    return history_record(history, time.perf_counter() - start)
 
 
 def _renormalise(scores) -> np.ndarray:

@@ -82,3 +82,112 @@ def test_save_processed_writes_both_files_atomically(tmp_path):
     catalogue.save_processed(tmp_path, frame, images[:1])  # quick mode: whole table, fewer images
     with pytest.raises(ValueError, match="3 images but only 2 rows"):
         catalogue.save_processed(tmp_path, frame, np.zeros((3, 80, 60, 3), dtype="uint8"))
+
+
+HEADER = ",".join(catalogue.COLUMNS)
+ROW = "15970,Men,Apparel,Topwear,Shirts,Navy Blue,Fall,2011,Casual,Turtle Check Men Navy Blue Shirt"
+ROW2 = "39386,Men,Apparel,Bottomwear,Jeans,Blue,Summer,2012,Casual,Peter England Men Party Blue Jeans"
+
+
+def styles_file(tmp_path, body: bytes):
+    path = tmp_path / "styles.csv"
+    path.write_bytes(body)
+    return path
+
+
+@pytest.mark.parametrize("body, message", [
+    (f"{HEADER}\n{ROW}\n".replace("Navy", "N\udce9vy").encode("utf-8", "surrogateescape"),
+     r"styles.csv, line 2: byte b'\\xe9' is not UTF-8"),
+    (f"{HEADER}\n{ROW2}\n{ROW.replace('2011', '20x2')}\n".encode(), r"styles.csv, line 3: year '20x2' is not a number"),
+    (f"{HEADER}\n{ROW.replace('15970', 'abc')}\n".encode(), r"styles.csv, line 2: id 'abc' is not a number"),
+    (f"{HEADER}\n".encode(), "styles.csv has a header but no rows"),
+    (f"{HEADER}\n{ROW}\n{ROW2[:60]}".encode(), "ends in the middle of line 3"),
+    (f"{HEADER}\n{ROW}\n{ROW2}\n{ROW.replace('Men,', 'Women,', 1)}\n".encode(), "id 15970 is listed on lines 2, 4"),
+])
+def test_broken_styles_csv_is_named_with_its_line(tmp_path, body, message):
+    with pytest.raises(DataError, match=message):
+        catalogue.read_styles(styles_file(tmp_path, body))
+
+
+def test_a_byte_order_mark_crlf_and_a_trailing_blank_line_are_accepted(tmp_path):
+    body = f"\ufeff{HEADER}\r\n{ROW}\r\n{ROW2}\r\n\r\n".encode()
+    frame, repaired = catalogue.read_styles(styles_file(tmp_path, body))
+    assert frame["id"].tolist() == [15970, 39386] and repaired == []
+
+
+def jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 80), (10, 20, 30)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_a_truncated_zip_is_named(tmp_path):
+    with zipfile.ZipFile(tmp_path / "images.zip", "w") as zf:
+        for i in range(20):
+            zf.writestr(f"images/{i}.jpg", jpeg())
+    data = (tmp_path / "images.zip").read_bytes()
+    (tmp_path / "images.zip").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="images.zip is not a readable zip file"):
+        catalogue.ImageSource(tmp_path)
+
+
+def test_zip_entries_macos_forks_ignored_bad_names_and_non_images_named(tmp_path):
+    with zipfile.ZipFile(tmp_path / "images.zip", "w") as zf:
+        zf.writestr("images/1.jpg", jpeg())
+        zf.writestr("__MACOSX/images/._1.jpg", b"resource fork")
+        zf.writestr("images/2.jpg", b"")  # an empty file
+    source = catalogue.ImageSource(tmp_path)
+    assert source.ids().tolist() == [1, 2]
+    with pytest.raises(DataError, match="image 2 is not a readable image"):
+        source.formats()
+    with zipfile.ZipFile(tmp_path / "images.zip", "a") as zf:
+        zf.writestr("images/thumbnail.jpg", jpeg())
+    with pytest.raises(DataError, match="'images/thumbnail.jpg' is not named <id>.jpg"):
+        catalogue.ImageSource(tmp_path)
+
+
+def test_an_images_folder_accepts_any_case_of_jpg(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "1.jpg").write_bytes(jpeg())
+    (tmp_path / "images" / "2.JPG").write_bytes(jpeg())
+    assert catalogue.ImageSource(tmp_path).ids().tolist() == [1, 2]
+
+
+def test_processed_arrays_record_their_source_and_stale_ones_are_refused(tmp_path, monkeypatch):
+    from helpers import tagging
+
+    raw = tmp_path / "raw" / "fashion-product-images-small"
+    raw.mkdir(parents=True)
+    styles = styles_file(raw, f"{HEADER}\n{ROW}\n{ROW2}\n".encode())
+    (raw / "images").mkdir()
+    monkeypatch.setenv("FASHION_DATA_ROOT", str(tmp_path / "raw"))
+    processed = tmp_path / "processed"
+    monkeypatch.setattr(tagging, "processed_dir", lambda mode=None: processed)
+    frame = pd.DataFrame({"id": [15970, 39386]})
+    catalogue.save_processed(processed, frame, np.zeros((2, 80, 60, 3), "uint8"), styles)
+    assert len(tagging.load_processed("quick")[0]) == 2
+    styles.write_bytes(styles.read_bytes().replace(b"Navy Blue", b"Blue"))  # the catalogue changed since
+    with pytest.raises(DataError, match="made from another styles.csv.*run notebooks/01_data.ipynb again"):
+        tagging.load_processed("quick")
+    monkeypatch.setenv("FASHION_DATA_ROOT", str(tmp_path / "elsewhere"))  # the catalogue is gone
+    with pytest.raises(DataError, match="no catalogue is found now"):
+        tagging.load_processed("quick")
+    assert {p.name for p in catalogue.clear_processed(processed)} == {"catalogue.csv", "catalogue_images.npy",
+                                                                       "catalogue_source.json"}
+    with pytest.raises(FileNotFoundError, match="run notebooks/01_data.ipynb .*kaggle datasets download"):
+        tagging.load_processed("quick")
+
+
+def test_arrays_without_their_source_record_are_refused(tmp_path, monkeypatch):
+    from helpers import tagging
+
+    monkeypatch.setattr(tagging, "processed_dir", lambda mode=None: tmp_path)
+    catalogue.save_processed(tmp_path, pd.DataFrame({"id": [1]}), np.zeros((1, 80, 60, 3), "uint8"))  # own photos
+    assert len(tagging.load_processed("quick")[1]) == 1
+    (tmp_path / "catalogue_source.json").unlink()  # as an interrupted or older chapter 01 leaves them
+    with pytest.raises(FileNotFoundError, match="catalogue_source.json is missing"):
+        tagging.load_processed("quick")

@@ -115,3 +115,20 @@ def test_corrupted_download_is_rejected_and_nothing_is_written(data_root, mirror
 def test_unreachable_mirror_gives_one_clear_error(tmp_path):
     with pytest.raises(fm.DataError, match="download failed"):
         fm.download_fashion_mnist(tmp_path, base_url="http://127.0.0.1:9/", timeout=5)
+
+
+def test_a_partial_copy_names_the_missing_file_instead_of_downloading(data_root, tmp_path):
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    for name in list(fm.SHA256)[:3]:
+        (folder / name).symlink_to(data_root / "fashion-mnist" / name)
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(b"raw")  # the fourth, but not gzipped
+    with pytest.raises(fm.DataError, match="holds 3 of the 4 files, t10k-labels-idx1-ubyte.gz missing; "
+                                           "t10k-labels-idx1-ubyte lie there uncompressed"):
+        fm.load_fashion_mnist(tmp_path, base_url="http://127.0.0.1:9/")
+
+
+def test_an_explicit_data_root_that_does_not_exist_is_an_error(data_root, monkeypatch, tmp_path):
+    monkeypatch.setenv("FASHION_DATA_ROOT", str(data_root))  # no silent fall-back to the environment
+    with pytest.raises(FileNotFoundError, match="data_root .*typo is not a folder"):
+        fm.load_fashion_mnist(tmp_path / "typo")

@@ -62,16 +62,22 @@ def test_folder_catalogue_keeps_given_splits_or_makes_a_leak_free_one(tmp_path):
         folder_catalogue(tmp_path / "half")
 
 
-def test_readme_own_photos_recipe_runs(tmp_path, monkeypatch):
-    """The README's "Your own photos" code, as written, on a small folder tree."""
+@pytest.mark.parametrize("size", [(80, 60), (160, 120)])
+def test_readme_own_photos_recipe_runs(tmp_path, monkeypatch, size):
+    """The README's "Your own photos" code, as written (and at 160x120), on a small folder tree."""
     import re
 
     from helpers.paths import REPO_ROOT
 
     readme = (REPO_ROOT / "README.md").read_text()
     code = re.search(r"## Your own photos.*?```python\n(.*?)```", readme, re.S).group(1)
+    assert "size = (80, 60)" in code
+    code = code.replace("size = (80, 60)", f"size = {size}")
     _tree(tmp_path / "my_photos", {f"{c}/{i}.png": (i * 6, 200 if c == "bag" else 20, 90)
                                    for c in ("bag", "belt") for i in range(40)})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(experiment.BUDGETS, ("catalogue_lite0", "full"), experiment.Budget(epochs=1, batch_size=16))
-    exec(compile(code, "README.md", "exec"), {})
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["data"].images["test"].shape[1:] == (*size, 3)
+    assert namespace["embeddings"].shape[1] == 256

@@ -137,3 +137,53 @@ def test_paired_comparison_by_hand():
     assert (row["a_only_right"], row["b_only_right"]) == (1, 2)
     with pytest.raises(ValueError, match="shape"):
         metrics.paired_comparison(y_true, a, b[:4])
+
+
+def _scores(n=200, k=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, k, n), rng.dirichlet(np.ones(k), n)
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda s: np.where(np.arange(s.shape[1]) == 3, np.nan, s), "row 0 is"),
+    (lambda s: s * 2, "summing to 1"),
+    (lambda s: np.log(s), r"each row in \[0, 1\]"),
+    (lambda s: np.where(np.arange(s.shape[1]) == 0, np.inf, s), "check for NaN"),
+])
+def test_scores_that_are_not_probabilities_are_refused_by_every_metric(spoil, message):
+    y, s = _scores()
+    bad = spoil(s)
+    for fn in (metrics.summary_metrics, metrics.expected_calibration_error, metrics.reliability_table,
+               metrics.thresholded_precision, metrics.accuracy_from_scores):
+        with pytest.raises(ValueError, match=message):
+            fn(y, bad)
+    with pytest.raises(ValueError, match=message):
+        metrics.bootstrap_ci(y, bad, metrics.accuracy_from_scores, n_boot=5)
+    with pytest.raises(ValueError, match=message):
+        metrics.paired_comparison(y, s, bad)
+
+
+def test_empty_and_mismatched_inputs_are_named():
+    with pytest.raises(ValueError, match="no examples"):
+        metrics.summary_metrics(np.array([], dtype=int), np.zeros((0, 10)))
+    y, s = _scores()
+    with pytest.raises(ValueError, match="y_score must have shape"):
+        metrics.accuracy_from_scores(y, s[:, :3][:-1])
+    with pytest.raises(ValueError, match="class_names has 2 names for 10 classes"):
+        metrics.top_confusions(y, s, ["a", "b"])
+    with pytest.raises(ValueError, match="integer class ids"):
+        metrics.mcnemar_test(y.astype(str), s.argmax(1), s.argmax(1))
+
+
+def test_a_class_absent_from_y_true_leaves_macro_auc_defined_over_the_others():
+    y, s = _scores(500)
+    y[y == 3] = 4
+    values = metrics.summary_metrics(y, s)
+    assert np.isfinite(values["roc_auc_ovr_macro"]) and np.isfinite(values["average_precision_macro"])
+    present = [k for k in range(10) if k != 3]
+    expected = np.mean([skm.roc_auc_score(y == k, s[:, k]) for k in present])
+    assert values["roc_auc_ovr_macro"] == pytest.approx(expected)
+    report = metrics.per_class_report(y, s, [str(k) for k in range(10)])
+    assert np.isnan(report.loc["3", "roc_auc"]) and report.loc["3", "support"] == 0
+    with pytest.raises(ValueError, match="no example of class '3'"):
+        metrics.auc_against_each_class(y, s, 3, [str(k) for k in range(10)])

@@ -72,3 +72,15 @@ def test_head_curves_say_what_the_loss_sums(contrast, label):
     assert fig.axes[0].get_ylabel() == label
     assert [line.get_label() for line in fig.axes[1].lines] == ["gender"]
     plt.close(fig)
+
+
+def test_the_default_mode_is_quick_so_run_all_never_replaces_committed_results(monkeypatch):
+    from helpers import notebook
+
+    monkeypatch.delenv("SERIES_MODE", raising=False)
+    assert paths.series_mode() == "quick" and paths.output_root() != paths.REPO_ROOT
+    monkeypatch.setenv("SERIES_MODE", "full")
+    assert paths.series_mode() == "full" and paths.series_mode("quick") == "quick"
+    full, quick = notebook.run_plan("06", "full"), notebook.run_plan("06", "quick")
+    assert "about 50 min" in full and "replace the committed" in full
+    assert "build/quick" in quick and 'mode = "full"' in quick

@@ -1,6 +1,7 @@
 """The whole series under papermill in quick mode: runs, renders, never touches committed files."""
 
 import hashlib
+import os
 import re
 
 import pytest
@@ -35,6 +36,20 @@ def test_a_failing_chapter_is_named_with_its_cell(tmp_path, monkeypatch):
     nbformat.write(nb, tmp_path / "01_broken.ipynb")
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", tmp_path)
     monkeypatch.setattr(runner, "output_root", lambda mode=None: tmp_path / "out")
-    expected = r"01_broken.ipynb failed at the cell run as In \[\d\] \(\"raise KeyError.*KeyError: 'boom'"
+    expected = r"01_broken.ipynb failed at cell 1 \(run as In \[\d\], \"raise KeyError.*KeyError: 'boom'"
     with pytest.raises(runner.SeriesError, match=expected):
         runner.run_series("quick")
+
+
+def test_a_default_run_injects_no_parameters(tmp_path, monkeypatch):
+    """Only settings that differ from the parameters cell are injected; the data folder and the mode
+    travel in the environment, so a default run's notebooks show no injected cell or machine path."""
+    calls = []
+    monkeypatch.setattr(runner.pm, "execute_notebook", lambda src, out, parameters, **kw: calls.append(parameters)
+                        or out.write_bytes(src.read_bytes()))
+    monkeypatch.setattr(runner, "output_root", lambda mode=None: tmp_path / "out")
+    monkeypatch.delenv("FASHION_DATA_ROOT", raising=False)
+    runner.run_series("quick", seed=42, data_root=str(tmp_path), only=["02"])
+    runner.run_series("quick", seed=7, epochs=3, only=["02"])
+    assert calls == [{}, {"seed": 7, "epochs": 3}]
+    assert os.environ["FASHION_DATA_ROOT"] == str(tmp_path.resolve())

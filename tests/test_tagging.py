@@ -147,3 +147,13 @@ def test_compare_with_published_lines_up_every_head():
     table = tagging.compare_with_published(ours)
     assert table.loc["gender", "published accuracy"] == 0.921
     assert table["beats published"].tolist() == [False, False, False, True, True, True, True]
+
+
+def test_prepare_catalogue_can_merge_rare_classes_into_other():
+    table = pd.DataFrame({"id": range(6), "gender": ["Men"] * 4 + ["Boys", "Girls"], "usage": ["Casual"] * 6})
+    split = pd.Series(["train"] * 4 + ["test"] * 2)
+    images = np.zeros((6, 8, 6, 3), np.uint8)
+    kept = tagging.prepare_catalogue(table, images, split, min_count=2, heads=("gender", "usage"))
+    merged = tagging.prepare_catalogue(table, images, split, min_count=2, heads=("gender", "usage"), rare="other")
+    assert kept.names["gender"] == ["Men"] and merged.names["gender"] == ["Men", "Other"]
+    assert (kept.labels["test"]["gender"] == MISSING).all() and (merged.labels["test"]["gender"] == 1).all()

@@ -84,3 +84,14 @@ def test_rescale_crop_changes_geometry():
     ds = training.make_dataset(images, np.zeros(8), 8, False, 1, training.rescale_crop_layers(1))
     out = next(iter(ds))[0].numpy()
     assert not np.allclose(out, images)
+
+
+def test_budget_for_names_the_valid_models_and_refuses_zero_epochs():
+    from helpers import experiment
+
+    with pytest.raises(ValueError, match="No budget for model 'resnet18'; models with budgets: benchmark"):
+        experiment.budget_for("resnet18", "quick")
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="epochs must be a whole number of at least 1"):
+            experiment.budget_for("lenet5", "quick", bad)
+    assert experiment.budget_for("lenet5", "quick", 3).epochs == 3

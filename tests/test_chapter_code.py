@@ -1,0 +1,150 @@
+"""One source of truth: the Keras code a chapter types is the code ``helpers`` runs.
+
+Each chapter types its model and training recipe in cells tagged ``topic``; ``helpers`` keeps the same
+code for later chapters, the seed-spread script and the tests. These tests run a chapter's topic cells
+on a small random data set and the helpers' version on the same data with the same seed, then assert the
+same layers, configurations, parameter counts and optimizer, and bit-identical trained weights and
+history: any change on one side only (a layer width, a learning-rate schedule, a callback) fails here.
+"""
+
+import nbformat
+import numpy as np
+import pytest
+
+from helpers import experiment, seeds
+from helpers.paths import REPO_ROOT
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+
+
+def topic_cells(notebook: str) -> list[str]:
+    nb = nbformat.read(NOTEBOOKS / notebook, as_version=4)
+    cells = [c.source for c in nb.cells if "topic" in c.metadata.get("tags", [])]
+    assert cells, f"{notebook} has no cell tagged 'topic'"
+    return cells
+
+
+def run_topic_cells(notebook: str, namespace: dict, definitions_only: bool = False) -> dict:
+    """Execute the chapter's import cell and topic cells in ``namespace`` (the parameters a run sets);
+    with ``definitions_only``, only the topic cells that start by defining a function."""
+    nb = nbformat.read(NOTEBOOKS / notebook, as_version=4)
+    imports = next(c.source for c in nb.cells if "notebook.start(" in c.source)
+    exec(imports.replace("mode = notebook.start(", "notebook.start("), namespace)  # noqa: S102 (our own cells)
+    for source in topic_cells(notebook):
+        if not definitions_only or source.startswith("def "):
+            exec(source, namespace)  # noqa: S102
+    return namespace
+
+
+def tiny_data(size: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    data = {}
+    for split, n in (("train", 96), ("val", 40), ("test", 20)):
+        data[f"x_{split}"] = rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8)
+        data[f"y_{split}"] = rng.integers(0, 10, n)
+    return data
+
+
+def architecture(model) -> list[tuple]:
+    """Each layer's class and configuration, without the names Keras numbers per session."""
+    rows = []
+    for layer in model.layers:
+        config = {k: v for k, v in layer.get_config().items() if k != "name"}
+        rows.append((type(layer).__name__, repr(sorted(config.items()))))
+    return rows
+
+
+@pytest.mark.parametrize("notebook, name", [("02_benchmark.ipynb", "benchmark"), ("03_lenet5.ipynb", "lenet5")])
+def test_chapter_model_and_recipe_are_the_helpers(notebook, name, capsys):
+    seed, size = 3, experiment.INPUT_SIZE[name]
+    data = tiny_data(size)
+    budget = experiment.Budget(epochs=2, batch_size=32, learning_rate=2e-3)
+    chapter = run_topic_cells(notebook, {"mode": "quick", "seed": seed, "data": data, "budget": budget,
+                                         "epochs": None, "data_root": None})
+    dropout = seeds.RECIPE[name]["dropout"]  # the seed-spread script trains the chapters' recipe
+    reference, reference_history = experiment.train_model(name, data, budget, seed, dropout=dropout)
+    ours = chapter["model"]
+    assert architecture(ours) == architecture(reference)
+    assert ours.count_params() == reference.count_params()
+    assert ours.optimizer.get_config() | {"name": None} == reference.optimizer.get_config() | {"name": None}
+    assert ours.loss == reference.loss
+    for a, b in zip(ours.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    history = {k: v for k, v in chapter["history"].items() if k != "seconds"}
+    assert history == {k: v for k, v in reference_history.items() if k != "seconds"}
+    assert "epoch 2/2" in capsys.readouterr().out  # the chapter's fit shows its progress
+
+
+def tiny_catalogue(seed: int = 0):
+    """40 random 32x24 photos (24 train, 16 val = test); articleType has the most classes and some missing labels."""
+    from helpers import splits, tagging
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (40, 32, 24, 3), dtype=np.uint8)
+    labels = {"gender": rng.integers(0, 3, 40), "articleType": np.where(rng.random(40) < 0.2, splits.MISSING,
+                                                                         rng.integers(0, 4, 40))}
+    names = {"gender": ["Men", "Women", "Boys"], "articleType": ["Tshirts", "Shirts", "Watches", "Heels"]}
+    parts = {"train": slice(0, 24), "val": slice(24, 40), "test": slice(24, 40)}
+    return tagging.CatalogueData({s: images[sl] for s, sl in parts.items()},
+                                 {s: {h: y[sl] for h, y in labels.items()} for s, sl in parts.items()},
+                                 {s: np.arange(sl.stop - sl.start) for s, sl in parts.items()}, names)
+
+
+def test_chapter_06_tagger_and_recipe_are_the_helpers(capsys):
+    import keras
+
+    from helpers import splits, tagging
+
+    seed, data = 5, tiny_catalogue()
+    chapter = run_topic_cells("06_catalogue.ipynb", {"mode": "quick", "seed": seed, "data": data, "epochs": None,
+                                                      "data_root": None})
+    reference, reference_history = tagging.train_tagger(
+        data, chapter["budget"], seed, augment=[keras.layers.RandomFlip("horizontal", seed=seed)], contrast=1.0,
+        projection=False, architecture="catalogue_lite0")
+    ours = chapter["model"]
+    assert architecture(ours) == architecture(reference)
+    assert ours.count_params() == reference.count_params()
+    assert [w.trainable for w in ours.weights] == [w.trainable for w in reference.weights]
+    for a, b in zip(ours.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    history = {k: v for k, v in chapter["history"].items() if k != "seconds"}
+    assert history == {k: v for k, v in reference_history.items() if k != "seconds"}
+    # the masked loss the chapter types is the one helpers trains with
+    rng = np.random.default_rng(0)
+    y_true, y_pred = np.array([0, -1, 2, 1, -1, 3]), rng.dirichlet(np.ones(4), 6).astype("float32")
+    for margin in (0.0, 3.2):
+        typed = keras.ops.convert_to_numpy(chapter["masked_crossentropy"](y_true, y_pred, margin))
+        kept = keras.ops.convert_to_numpy(splits.masked_sparse_crossentropy(y_true, y_pred, margin))
+        np.testing.assert_allclose(typed, kept, rtol=1e-6)
+    assert "epoch 1/1" in capsys.readouterr().out
+
+
+def test_chapter_07_augmentation_and_pipeline_are_the_helpers():
+    import keras
+
+    from helpers import training
+
+    chapter = run_topic_cells("07_augmentation.ipynb", {"mode": "quick", "seed": 11, "epochs": None,
+                                                         "data_root": None})
+    ours, reference = chapter["rescale_crop_layers"](11), training.rescale_crop_layers(11)
+    assert architecture(keras.Sequential(ours)) == architecture(keras.Sequential(reference))
+    x = np.random.default_rng(0).integers(0, 256, (20, 16, 12, 3), dtype=np.uint8)
+    y = np.arange(20)
+    batches = chapter["augmented_dataset"](x, y, 8, 11, chapter["rescale_crop_layers"](11))
+    expected = training.make_dataset(x, y, 8, True, 11, training.rescale_crop_layers(11))
+    for (xa, ya), (xb, yb) in zip(batches, expected, strict=True):
+        np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+        np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+
+
+def test_chapter_08_search_and_metric_are_the_helpers():
+    from helpers import retrieval
+
+    chapter = run_topic_cells("08_similar_products.ipynb", {"mode": "quick", "seed": 0}, definitions_only=True)
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(60, 8)).astype("float32")
+    vectors[10] = vectors[3]  # an exact duplicate: ties must not keep the query itself
+    np.testing.assert_array_equal(chapter["nearest_neighbours"](vectors, 5), retrieval.nearest_neighbours(vectors, 5))
+    relevant = rng.random((40, 10)) < 0.4
+    relevant[0] = False
+    np.testing.assert_allclose(chapter["average_precision_at_k"](relevant), retrieval.average_precision_at_k(relevant))

@@ -1,0 +1,128 @@
+"""The runner's arguments, chapter selection, skipping and terminal output, with papermill replaced by a copy."""
+
+import os
+
+import pytest
+
+from helpers import runner
+
+
+@pytest.fixture
+def fake_series(tmp_path, monkeypatch):
+    """The real chapters, executed by a stand-in that copies them and writes a line to the kernel's stderr;
+    outputs under tmp_path. Returns the list of (notebook, parameters, mode) calls."""
+    calls = []
+
+    def execute(source, target, parameters, **kwargs):
+        os.write(2, b"I0000 00:00 port.cc:153] oneDNN custom operations are on.\n")
+        calls.append((source.name, parameters, os.environ["SERIES_MODE"]))
+        target.write_bytes(source.read_bytes())
+
+    monkeypatch.setattr(runner.pm, "execute_notebook", execute)
+    monkeypatch.setattr(runner, "output_root", lambda mode=None: tmp_path / "out")
+    monkeypatch.setattr(runner, "logs_dir", lambda mode: tmp_path / "logs")
+    monkeypatch.setattr(runner, "html_dir", lambda mode: tmp_path / "html")
+    monkeypatch.setattr(runner, "executed_dir", lambda mode: tmp_path / "out" / "notebooks")
+    return calls
+
+
+def test_only_accepts_chapter_numbers_with_or_without_the_zero():
+    assert [p.name[:2] for p in runner.select(["2", "03"])] == ["02", "03"]
+    assert [p.name[:2] for p in runner.select(["6", "7"])] == ["06", "07"]
+    assert len(runner.select(None)) == len(runner.chapters())
+
+
+@pytest.mark.parametrize("argv", [["--only", "99"], ["--only", "0"], ["--only"], ["--only", "x"], ["--epochs", "0"],
+                                  ["--epochs", "-1"], ["--seed", "-1"], ["--data-root", "no/such/folder"],
+                                  ["--mode", "fast"]])
+def test_bad_arguments_stop_before_anything_runs(argv, fake_series, capsys):
+    with pytest.raises(SystemExit) as stop:
+        runner.main(argv)
+    assert stop.value.code == 2 and not fake_series
+    assert "error:" in capsys.readouterr().err
+
+
+def test_bad_series_mode_in_the_environment_is_an_error(monkeypatch, fake_series, capsys):
+    monkeypatch.setenv("SERIES_MODE", "fast")
+    with pytest.raises(SystemExit):
+        runner.main(["--only", "5"])
+    assert "Unknown mode 'fast'" in capsys.readouterr().err
+
+
+def test_mode_comes_from_the_argument_then_the_environment_then_quick(monkeypatch, fake_series):
+    monkeypatch.setenv("SERIES_MODE", "full")
+    assert runner.main(["--only", "5"]) == 0
+    assert runner.main(["--only", "5", "--mode", "quick"]) == 0
+    monkeypatch.delenv("SERIES_MODE")
+    assert runner.main(["--only", "5"]) == 0
+    assert [mode for _, _, mode in fake_series] == ["full", "quick", "quick"]
+
+
+def test_relative_data_root_is_resolved_from_where_it_was_typed(tmp_path, monkeypatch, fake_series):
+    (tmp_path / "mydata").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FASHION_DATA_ROOT", raising=False)
+    assert runner.main(["--only", "5", "--data-root", "mydata"]) == 0
+    assert os.environ["FASHION_DATA_ROOT"] == str(tmp_path / "mydata")
+
+
+def test_leftover_notebooks_are_not_chapters(tmp_path):
+    for name in ("01_data.ipynb", "01_data.part.ipynb", "05_comparison.nbconvert.ipynb", "notes.ipynb"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in runner.chapters(tmp_path)] == ["01_data.ipynb"]
+
+
+def test_without_the_catalogue_the_catalogue_chapters_are_skipped_with_the_fix(monkeypatch, fake_series, capsys,
+                                                                              tmp_path):
+    monkeypatch.setattr(runner, "catalogue_available", lambda data_root=None: False)
+    assert runner.main(["--only", "5", "6", "7", "8"]) == 0
+    assert [name for name, _, _ in fake_series] == ["05_comparison.ipynb"]
+    out = capsys.readouterr().out
+    assert "06_catalogue.ipynb: skipped" in out and "kaggle datasets download" in out
+    index = (tmp_path / "html" / "index.html").read_text()
+    assert "05_comparison.html" in index and "08_similar_products.ipynb: skipped" in index
+
+
+def test_library_logs_go_to_the_chapter_log_not_the_terminal(fake_series, capfd, tmp_path):
+    assert runner.main(["--only", "5"]) == 0
+    captured = capfd.readouterr()
+    assert "oneDNN" not in captured.out + captured.err
+    assert "== 05_comparison.ipynb (quick)" in captured.out
+    assert "oneDNN custom operations" in (tmp_path / "logs" / "05_comparison.log").read_text()
+
+
+def test_ctrl_c_names_the_chapter_and_its_partial_file(monkeypatch, fake_series, capsys):
+    def interrupted(source, target, parameters, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.pm, "execute_notebook", interrupted)
+    assert runner.main(["--only", "2"]) == 130
+    err = capsys.readouterr().err
+    assert "Stopped by Ctrl-C during 02_benchmark.ipynb (partial run kept in" in err and "Traceback" not in err
+
+
+def test_pytest_does_not_collect_leftover_notebooks(tmp_path):
+    import subprocess
+    import sys
+
+    import nbformat
+
+    from helpers.paths import REPO_ROOT
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    for name in ("01_ok.ipynb", "01_ok.part.ipynb", "01_ok.nbconvert.ipynb"):
+        nbformat.write(nb, tmp_path / name)
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "--nbval-lax", "-c",
+                          str(REPO_ROOT / "pyproject.toml"), "--rootdir", str(tmp_path), str(tmp_path)],
+                         capture_output=True, text=True, cwd=tmp_path)  # as `make test` runs it, from the top
+    assert "01_ok.ipynb" in out.stdout and ".part" not in out.stdout and ".nbconvert" not in out.stdout
+
+
+def test_the_mirror_counts_as_a_catalogue_when_asked_for(monkeypatch, tmp_path):
+    from helpers import catalogue
+
+    monkeypatch.setattr(catalogue, "data_roots", lambda root=None: [tmp_path])
+    monkeypatch.delenv("FASHION_CATALOGUE", raising=False)
+    assert not runner.catalogue_available()
+    monkeypatch.setenv("FASHION_CATALOGUE", "mirror")
+    assert runner.catalogue_available()
