@@ -37,7 +37,8 @@ def test_lock_pins_every_package_of_environment_yml_within_its_range():
 
 def _make(target: str) -> list[str]:
     """The commands ``make`` would run for ``target`` (always, as on a fresh machine), without -q."""
-    out = subprocess.run(["make", "-n", "-B", target], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(["make", "--no-print-directory", "-n", "-B", target], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True)
     return [re.sub(r" -q\b", "", line).strip() for line in out.stdout.splitlines()]
 
 
