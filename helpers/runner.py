@@ -164,6 +164,7 @@ def render_html(notebook_dir: Path, out_dir: Path, names: list[str] | None = Non
     """Render the executed chapters (``names``, default all) to HTML, with an index page linking them and
     listing the ``skipped`` chapters with their reason; links between chapters point at the pages."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = Path(os.path.relpath(NOTEBOOKS_DIR, out_dir)).as_posix()
     exporter = HTMLExporter()
     items = []
     for path in chapters(notebook_dir):
@@ -172,7 +173,9 @@ def render_html(notebook_dir: Path, out_dir: Path, names: list[str] | None = Non
         nb = nbformat.read(path, as_version=4)
         body, _ = exporter.from_notebook_node(nb)
         body = re.sub(r'href="(\d\d_[\w-]+)\.ipynb"', r'href="\1.html"', body)  # chapter links between pages
-        body = body.replace('href="README.md', 'href="index.html')
+        body = body.replace('href="README.md"', 'href="index.html"')  # "Contents"
+        # the guide's references and the solutions stay files of the repository
+        body = re.sub(r'href="(README\.md#[\w-]+|solutions/)', rf'href="{notebooks}/\1', body)
         (out_dir / f"{path.stem}.html").write_text(body, encoding="utf-8")
         title = next((c.source.splitlines()[0].lstrip("# ") for c in nb.cells
                       if c.cell_type == "markdown" and c.source.strip()), path.stem)
@@ -238,7 +241,8 @@ def main(argv=None) -> int:
     if skipped:
         from helpers.catalogue import HOW_TO_GET
 
-        print(f"Skipped {', '.join(skipped)}: they need the Kaggle catalogue. {HOW_TO_GET}")
+        print(f"Skipped {', '.join(skipped)}: they need the Kaggle catalogue. {HOW_TO_GET} Without a Kaggle "
+              "account, FASHION_CATALOGUE=mirror loads it from its Hugging Face mirror.")
     return 0
 
 

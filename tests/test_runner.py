@@ -126,3 +126,20 @@ def test_the_mirror_counts_as_a_catalogue_when_asked_for(monkeypatch, tmp_path):
     assert not runner.catalogue_available()
     monkeypatch.setenv("FASHION_CATALOGUE", "mirror")
     assert runner.catalogue_available()
+
+
+def test_rendered_pages_link_to_each_other_and_to_the_guide(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "# 02 · Two\n[next](03_three.ipynb) · [Contents](README.md) · [refs](README.md#references) · "
+        "[solutions](solutions/02_solutions.md)")])
+    (tmp_path / "nb").mkdir()
+    nbformat.write(nb, tmp_path / "nb" / "02_two.ipynb")
+    index = runner.render_html(tmp_path / "nb", tmp_path / "html", skipped={"06_x.ipynb": "needs the catalogue"})
+    page = (tmp_path / "html" / "02_two.html").read_text()
+    notebooks = os.path.relpath(runner.NOTEBOOKS_DIR, tmp_path / "html")
+    for link in ("03_three.html", "index.html", f"{notebooks}/README.md#references",
+                 f"{notebooks}/solutions/02_solutions.md"):
+        assert f'href="{link}"' in page
+    assert "06_x.ipynb: skipped, needs the catalogue" in index.read_text()
