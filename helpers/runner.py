@@ -105,11 +105,12 @@ def _stderr_to(path: Path):
             os.close(saved)
 
 
-def catalogue_available(data_root: str | None = None) -> bool:
-    """Kaggle's files are found, or ``$FASHION_CATALOGUE`` asks for the mirror (chapter 01 downloads it)."""
+def catalogue_available() -> bool:
+    """Kaggle's files are found in the data folders, or ``$FASHION_CATALOGUE`` asks for the mirror (chapter
+    01 downloads it). ``run_series`` puts an explicit ``data_root`` into ``$FASHION_DATA_ROOT`` first."""
     from helpers.catalogue import SOURCE_ENV, find_catalogue
 
-    return find_catalogue(data_root) is not None or os.environ.get(SOURCE_ENV, "kaggle") != "kaggle"
+    return find_catalogue() is not None or os.environ.get(SOURCE_ENV, "kaggle") != "kaggle"
 
 
 def run_series(mode: str, seed: int = DEFAULT_SEED, epochs: int | None = None, data_root: str | None = None,

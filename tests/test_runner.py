@@ -74,7 +74,7 @@ def test_leftover_notebooks_are_not_chapters(tmp_path):
 
 def test_without_the_catalogue_the_catalogue_chapters_are_skipped_with_the_fix(monkeypatch, fake_series, capsys,
                                                                               tmp_path):
-    monkeypatch.setattr(runner, "catalogue_available", lambda data_root=None: False)
+    monkeypatch.setattr(runner, "catalogue_available", lambda: False)
     assert runner.main(["--only", "5", "6", "7", "8"]) == 0
     assert [name for name, _, _ in fake_series] == ["05_comparison.ipynb"]
     out = capsys.readouterr().out
