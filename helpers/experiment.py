@@ -21,12 +21,12 @@ from helpers.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 from helpers.models import build_model
 from helpers.paths import results_dir, series_mode
 from helpers.training import (
-    augmentation_layers,
     fit_classifier,
     load_predictions,
     make_dataset,
     pad_to,
     predict_proba,
+    random_crop_flip,
     save_predictions,
     set_seed,
     split_validation,
@@ -41,7 +41,9 @@ class Budget:
     learning_rate: float = 1e-3
     train_limit: int | None = None  # training images used (None: all that remain after validation)
     test_limit: int | None = None  # test images evaluated (None: all 10,000); equal across models
-    augment: bool = False
+    augment: bool = False  # random 2-pixel crops and left-right flips of every training image
+    warmup_epochs: int = 0  # linear learning-rate warm-up before the cosine decay
+    flip_tta: bool = False  # test-time augmentation: average each test image's and its mirror's prediction
 
 
 VAL_SIZE = {"quick": 500, "full": 5000}
@@ -50,9 +52,11 @@ BUDGETS = {
     ("benchmark", "quick"): Budget(epochs=2, train_limit=3000, test_limit=500),
     ("lenet5", "full"): Budget(epochs=20, learning_rate=2e-3),
     ("lenet5", "quick"): Budget(epochs=2, train_limit=3000, test_limit=500),
-    ("resnet_small", "full"): Budget(epochs=10, learning_rate=3e-3, augment=True),
-    ("resnet_small", "quick"): Budget(epochs=1, train_limit=1000, test_limit=500, augment=True),
-    ("resnet50", "full"): Budget(epochs=3, batch_size=64, learning_rate=1e-3, train_limit=25000),
+    ("resnet_small", "full"): Budget(epochs=25, batch_size=256, learning_rate=4e-3, augment=True, warmup_epochs=2,
+                                     flip_tta=True),
+    ("resnet_small", "quick"): Budget(epochs=1, batch_size=256, train_limit=1000, test_limit=500, augment=True,
+                                      flip_tta=True),
+    ("resnet50", "full"): Budget(epochs=3, batch_size=64, learning_rate=1e-3, warmup_epochs=1),
     ("resnet50", "quick"): Budget(epochs=1, train_limit=256, test_limit=500),
     # catalogue chapters (06-08): 80x60 RGB; quick mode has the first 2,000 images of chapter 01
     ("catalogue_cnn", "full"): Budget(epochs=8, batch_size=64, learning_rate=2e-3),
@@ -103,17 +107,18 @@ def describe_splits(data: dict) -> pd.DataFrame:
 def train_model(name: str, data: dict, budget: Budget, seed: int = 42, augment=None, **build_kwargs):
     """Seed, build ``name`` from the registry, fit it with the budget; return (model, history).
 
-    ``augment``: a list of Keras preprocessing layers; by default flips and shifts when the budget
-    asks for augmentation, none otherwise.
+    ``augment``: a list of Keras preprocessing layers applied per batch (chapter 07); independently,
+    ``budget.augment`` crops and flips every training image (``random_crop_flip``).
     """
     set_seed(seed)
     model = build_model(name, data["x_train"].shape[1:], len(CLASS_NAMES), **build_kwargs)
-    if augment is None and budget.augment:
-        augment = augmentation_layers(seed)
-    train = make_dataset(data["x_train"], data["y_train"], budget.batch_size, True, seed, augment)
+    per_image = random_crop_flip() if budget.augment else None
+    train = make_dataset(data["x_train"], data["y_train"], budget.batch_size, True, seed, augment,
+                         per_image=per_image)
     val = make_dataset(data["x_val"], data["y_val"], 512, False, seed)
     steps = int(np.ceil(len(data["y_train"]) / budget.batch_size))
-    history = fit_classifier(model, train, val, budget.epochs, budget.learning_rate, steps)
+    history = fit_classifier(model, train, val, budget.epochs, budget.learning_rate, steps,
+                             warmup_epochs=budget.warmup_epochs)
     return model, history
 
 
@@ -124,7 +129,7 @@ def evaluate_and_save(model, name: str, data: dict, history: dict, budget: Budge
     Returns the saved record with ``figures`` (see ``evaluation_figures``) added.
     """
     start = time.perf_counter()
-    y_score = predict_proba(model, data["x_test"])
+    y_score = predict_proba(model, data["x_test"], flip=budget.flip_tta)
     meta = {"model": name, "notebook": notebook, "seed": seed, "mode": series_mode(mode),
             "parameters": int(model.count_params()), "budget": asdict(budget),
             "train_images": int(len(data["y_train"])), "predict_seconds": time.perf_counter() - start,

@@ -20,12 +20,15 @@ RUN_MINUTES = {"01": (1, 1), "02": (1, 3), "03": (1, 3), "04": (3, 60), "05": (1
 _started: dict[str, float] = {}
 
 
-def start(chapter: str, mode: str | None = None, seed: int = 42) -> str:
-    """Check the mode, seed everything, set the figure style; return the mode."""
+def start(chapter: str, mode: str | None = None, seed: int = 42, precision: str | None = None) -> str:
+    """Choose the precision (``helpers.precision``), check the mode, seed everything, set the figure
+    style; return the mode. The first line printed says which precision this run computes in, and why."""
     import tensorflow as tf
 
+    from helpers import precision as precisions
     from helpers.training import set_seed
 
+    policy, reason = precisions.apply(precision)
     mode = series_mode(mode)
     _started[chapter] = time.perf_counter()
     set_seed(seed)
@@ -33,7 +36,7 @@ def start(chapter: str, mode: str | None = None, seed: int = 42) -> str:
     tf.get_logger().setLevel("ERROR")  # no retracing notices when several models predict in a row
     sns.set_theme(style="whitegrid", context="notebook")
     plt.rcParams["figure.dpi"] = 80
-    print(f"Chapter {chapter}: mode={mode}, seed={seed}, devices={devices}")
+    print(f"Chapter {chapter}: precision={policy} ({reason}), mode={mode}, seed={seed}, devices={devices}")
     print(run_plan(chapter, mode))
     return mode
 
@@ -65,7 +68,9 @@ def versions() -> dict[str, str]:
 
 def finish(chapter: str, mode: str | None = None) -> dict:
     """Print and save this run's time, peak memory and library versions."""
-    record = {"chapter": chapter, "mode": series_mode(mode),
+    import keras
+
+    record = {"chapter": chapter, "mode": series_mode(mode), "precision": keras.mixed_precision.global_policy().name,
               "minutes": round((time.perf_counter() - _started[chapter]) / 60, 2),
               "peak_memory_mib": round(peak_memory_mib()), "versions": versions()}
     atomic_write_bytes(results_dir(mode) / f"run_{chapter}.json",

@@ -14,14 +14,16 @@ import argparse
 
 import pandas as pd
 
-from helpers import experiment, metrics
+from helpers import experiment, metrics, precision
 from helpers.paths import results_dir, save_csv
 
 # the build options chapters 02-04 pass to train_model
 RECIPE = {"benchmark": {"dropout": 0.2}, "lenet5": {"dropout": 0.1}, "resnet_small": {}, "resnet50": {}}
 
 
-def run(models: list[str], seeds: list[int], mode: str = "full") -> pd.DataFrame:
+def run(models: list[str], seeds: list[int], mode: str = "full", precision_name: str | None = None) -> pd.DataFrame:
+    policy, reason = precision.apply(precision_name)
+    print(f"precision={policy} ({reason})", flush=True)
     path = results_dir(mode) / "seeds.csv"
     table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["model", "seed"])
     for name in models:
@@ -30,8 +32,8 @@ def run(models: list[str], seeds: list[int], mode: str = "full") -> pd.DataFrame
             data = experiment.prepare_fashion_mnist(experiment.INPUT_SIZE[name], mode, seed,
                                                     train_limit=budget.train_limit, test_limit=budget.test_limit)
             model, history = experiment.train_model(name, data, budget, seed, **RECIPE[name])
-            y_score = experiment.predict_proba(model, data["x_test"])
-            row = {"model": name, "seed": seed, "train_minutes": history["seconds"] / 60,
+            y_score = experiment.predict_proba(model, data["x_test"], flip=budget.flip_tta)
+            row = {"model": name, "seed": seed, "precision": policy, "train_minutes": history["seconds"] / 60,
                    **metrics.summary_metrics(data["y_test"], y_score)}
             print(name, seed, f"accuracy {row['accuracy']:.4f}", flush=True)
             others = table[(table["model"] != name) | (table["seed"] != seed)]
@@ -45,8 +47,10 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=["benchmark", "lenet5"], choices=list(RECIPE))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 7, 1234])
     parser.add_argument("--mode", choices=["quick", "full"], default="full")
+    parser.add_argument("--precision", choices=["auto", *precision.PRECISIONS], default=None,
+                        help="default: $SERIES_PRECISION, else auto (see helpers/precision.py)")
     args = parser.parse_args(argv)
-    table = run(args.models, args.seeds, args.mode)
+    table = run(args.models, args.seeds, args.mode, args.precision)
     print(table.groupby("model")[["accuracy", "f1_macro", "train_minutes"]].median().round(4))
 
 

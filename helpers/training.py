@@ -44,11 +44,16 @@ def pad_to(images: np.ndarray, size: int) -> np.ndarray:
     return padded[..., None]
 
 
-def augmentation_layers(seed: int, max_shift: float = 0.1):
-    """Random horizontal flip and a small random shift; no change to colours."""
-    layers = keras.layers
-    return [layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomTranslation(max_shift, max_shift, fill_mode="constant", seed=seed)]
+def random_crop_flip(pad: int = 2):
+    """Per-image augmentation for ``make_dataset(per_image=...)``: zero-pad by ``pad`` pixels, crop back
+    to size at a random position (shifts of up to ``pad`` whole pixels) and flip half the images
+    left-right. Stateless random ops, so a seed gives the same crops on every run."""
+    def augment(image, seed):
+        padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        image = tf.image.stateless_random_crop(padded, tf.shape(image), crop_seed)
+        return tf.image.stateless_random_flip_left_right(image, flip_seed)
+    return augment
 
 
 def rescale_crop_layers(seed: int, max_zoom: float = 0.2):
@@ -62,16 +67,25 @@ def rescale_crop_layers(seed: int, max_zoom: float = 0.2):
             layers.RandomFlip("horizontal", seed=seed)]
 
 
-def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None, sample_weight=None):
-    """A tf.data pipeline: float32 images, optional shuffling and augmentation layers.
+def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None, sample_weight=None,
+                 per_image=None):
+    """A tf.data pipeline: float32 images, optional shuffling and augmentation.
 
     ``y`` is an array of labels, or a dict of arrays (one per output head) for multi-output models;
     ``sample_weight`` (same structure as ``y``) weights each example's loss, e.g. by its class.
+    ``augment`` is a list of Keras preprocessing layers applied to each batch; ``per_image`` a function
+    ``(image, seed) -> image`` applied to each image before batching (e.g. ``random_crop_flip()``), with
+    a fresh stateless seed per image and epoch.
     """
     parts = (x, y) if sample_weight is None else (x, y, sample_weight)
     ds = tf.data.Dataset.from_tensor_slices(parts)
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if per_image is not None:
+        image_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, image_seeds).map(
+            lambda example, image_seed: (per_image(example[0], image_seed), *example[1:]),
+            num_parallel_calls=tf.data.AUTOTUNE)
     layers = list(augment or [])
 
     def to_float_and_augment(images, *rest):
@@ -105,14 +119,20 @@ class EpochLog(keras.callbacks.Callback):
 
 def compile_classifier(model, epochs: int, learning_rate: float, steps_per_epoch: int,
                        weight_decay: float = 1e-4, loss="sparse_categorical_crossentropy",
-                       metrics=("accuracy",)) -> None:
-    """Compile with AdamW on a learning rate that decays along a cosine to 1% over the run.
+                       metrics=("accuracy",), warmup_epochs: int = 0) -> None:
+    """Compile with AdamW on a learning rate that decays along a cosine to 1% over the run, after
+    ``warmup_epochs`` (at most ``epochs - 1``) of a linear rise from zero to ``learning_rate``.
 
     ``loss`` and ``metrics`` may be dicts keyed by output head (multi-output models).
-    Chapters 02 and 03 type this recipe in their own cells.
+    Chapters 02, 03 and 04 type this recipe in their own cells.
     """
-    schedule = keras.optimizers.schedules.CosineDecay(
-        learning_rate, decay_steps=max(1, epochs * steps_per_epoch), alpha=0.01)
+    warmup_steps = max(0, min(warmup_epochs, epochs - 1)) * steps_per_epoch  # at least one epoch of decay
+    decay_steps = max(1, epochs * steps_per_epoch - warmup_steps)
+    if warmup_steps:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps, alpha=0.01, warmup_target=learning_rate, warmup_steps=warmup_steps)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.01)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
                   loss=loss, metrics=metrics if isinstance(metrics, dict) else list(metrics))
 
@@ -126,12 +146,12 @@ def history_record(history: keras.callbacks.History, seconds: float) -> dict:
 
 def fit_classifier(model, train, val, epochs: int, learning_rate: float, steps_per_epoch: int,
                    weight_decay: float = 1e-4, loss="sparse_categorical_crossentropy",
-                   metrics=("accuracy",), monitor: str = "val_accuracy") -> dict:
+                   metrics=("accuracy",), monitor: str = "val_accuracy", warmup_epochs: int = 0) -> dict:
     """``compile_classifier``, then fit and keep the weights of the best ``monitor`` epoch.
 
     Returns ``history_record`` of the fit.
     """
-    compile_classifier(model, epochs, learning_rate, steps_per_epoch, weight_decay, loss, metrics)
+    compile_classifier(model, epochs, learning_rate, steps_per_epoch, weight_decay, loss, metrics, warmup_epochs)
     keep_best = keras.callbacks.EarlyStopping(monitor=monitor, patience=epochs, restore_best_weights=True)
     start = time.perf_counter()
     history = model.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False,
@@ -144,10 +164,16 @@ def _renormalise(scores) -> np.ndarray:
     return scores / scores.sum(axis=1, keepdims=True)
 
 
-def predict_proba(model, x, batch_size: int = 256):
+def predict_proba(model, x, batch_size: int = 256, flip: bool = False):
     """Class probabilities (n, num_classes) in float64, rows renormalised to sum to one;
-    a dict of them, one per head, for a multi-output model."""
-    scores = model.predict(np.asarray(x, dtype="float32"), batch_size=batch_size, verbose=0)
+    a dict of them, one per head, for a multi-output model.
+
+    ``flip``: test-time augmentation, the mean of the probabilities for each image and its mirror image.
+    """
+    x = np.asarray(x, dtype="float32")
+    scores = model.predict(x, batch_size=batch_size, verbose=0)
+    if flip:
+        scores = (scores + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
     if isinstance(scores, dict):
         return {head: _renormalise(s) for head, s in scores.items()}
     return _renormalise(scores)

@@ -34,6 +34,17 @@ def quick_outputs(monkeypatch):
     monkeypatch.setenv("SERIES_MODE", "quick")
 
 
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """A chapter's ``notebook.start`` may switch Keras to mixed_bfloat16 (helpers.precision); every test
+    starts from float32 whatever ran before it."""
+    yield
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")
+
+
 def write_idx(path: Path, array: np.ndarray, magic: int) -> Path:
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
     with gzip.open(path, "wb") as fh:

@@ -7,6 +7,8 @@ same layers, configurations, parameter counts and optimizer, and bit-identical t
 history: any change on one side only (a layer width, a learning-rate schedule, a callback) fails here.
 """
 
+import dataclasses
+
 import nbformat
 import numpy as np
 import pytest
@@ -49,6 +51,9 @@ def architecture(model) -> list[tuple]:
     """Each layer's class and configuration, without the names Keras numbers per session."""
     rows = []
     for layer in model.layers:
+        if hasattr(layer, "layers"):  # a nested model (ResNet-50's backbone): its layers, one by one
+            rows += [("nested", *row) for row in architecture(layer)]
+            continue
         config = {k: v for k, v in layer.get_config().items() if k != "name"}
         rows.append((type(layer).__name__, repr(sorted(config.items()))))
     return rows
@@ -73,6 +78,29 @@ def test_chapter_model_and_recipe_are_the_helpers(notebook, name, capsys):
     history = {k: v for k, v in chapter["history"].items() if k != "seconds"}
     assert history == {k: v for k, v in reference_history.items() if k != "seconds"}
     assert "epoch 2/2" in capsys.readouterr().out  # the chapter's fit shows its progress
+
+
+def test_chapter_04_resnets_and_recipe_are_the_helpers(capsys):
+    seed, data = 4, tiny_data(28)
+    budget = experiment.Budget(epochs=2, batch_size=32, learning_rate=2e-3, augment=True, warmup_epochs=1)
+    tiny32 = {key: value[:16] for key, value in tiny_data(32).items()}
+    budget50 = dataclasses.replace(budget, epochs=1, warmup_epochs=0, augment=False)
+    chapter = run_topic_cells("04_resnet.ipynb", {"mode": "quick", "seed": seed, "data": data, "budget": budget,
+                                                   "data32": tiny32, "budget50": budget50, "epochs": None,
+                                                   "data_root": None, "precision": None})
+    reference, reference_history = experiment.train_model("resnet_small", data, budget, seed)
+    ours = chapter["model"]
+    assert architecture(ours) == architecture(reference)
+    assert ours.count_params() == reference.count_params()
+    assert ours.optimizer.get_config() | {"name": None} == reference.optimizer.get_config() | {"name": None}
+    for a, b in zip(ours.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    history = {k: v for k, v in chapter["history"].items() if k != "seconds"}
+    assert history == {k: v for k, v in reference_history.items() if k != "seconds"}
+    # ResNet-50: the typed set-up (batch-norm momentum included) is the registry's; it trains with the same
+    # compile_and_fit, checked above
+    assert architecture(chapter["model50"]) == architecture(experiment.build_model("resnet50", (32, 32, 1), 10))
+    assert "epoch 2/2" in capsys.readouterr().out
 
 
 def tiny_catalogue(seed: int = 0):

@@ -8,7 +8,7 @@ from helpers.pretrained import lite0_weights_path, read_torch_state_dict
 EXPECTED = {  # name: (input shape, parameters); the study's counts for benchmark and lenet5
     "benchmark": ((32, 32, 1), 338_610),
     "lenet5": ((32, 32, 1), 81_194),
-    "resnet_small": ((28, 28, 1), 176_090),
+    "resnet_small": ((28, 28, 1), 413_786),  # ResNet-9 at width 16
     "resnet50": ((32, 32, 1), 23_608_202),  # 23,587,712 backbone + 20,490 head
 }
 

@@ -19,7 +19,7 @@ def fake_training(tmp_path, monkeypatch):
             raise RuntimeError("interrupted")
         return seed, {"seconds": 60.0}
 
-    def scores(seed, x):
+    def scores(seed, x, flip=False):
         right = np.eye(3)[y] * 0.7 + 0.1  # probabilities: each row sums to 1
         return right if seed % 2 else np.eye(3)[(y + 1) % 3] * 0.7 + 0.1
 

@@ -19,10 +19,34 @@ def test_validation_split_is_stratified():
 
 def test_dataset_batches_float_images():
     ds = training.make_dataset(np.zeros((10, 8, 8, 1), np.uint8), np.arange(10), 4, True, 0,
-                               training.augmentation_layers(0))
+                               training.rescale_crop_layers(0))
     shapes = [tuple(x.shape) for x, _ in ds]
     assert shapes == [(4, 8, 8, 1), (4, 8, 8, 1), (2, 8, 8, 1)]
     assert next(iter(ds))[0].dtype.name == "float32"
+
+
+def _crops_and_flips(image: np.ndarray, pad: int) -> list[np.ndarray]:
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+    h, w = image.shape[:2]
+    crops = [padded[i:i + h, j:j + w] for i in range(2 * pad + 1) for j in range(2 * pad + 1)]
+    return crops + [c[:, ::-1] for c in crops]
+
+
+def test_random_crop_flip_shifts_whole_pixels_repeatably_and_anew_each_epoch():
+    image = np.arange(1, 65, dtype=np.uint8).reshape(8, 8, 1)
+    x, y = np.repeat(image[None], 24, axis=0), np.arange(24)
+    candidates = _crops_and_flips(image, 2)
+
+    def epochs(seed):
+        ds = training.make_dataset(x, y, 8, True, seed, per_image=training.random_crop_flip(2))
+        return [np.concatenate([b.numpy() for b, _ in ds]) for _ in range(2)]
+
+    first, second = epochs(5)
+    for out in first:  # every output is one exact crop of the padded image, or its mirror
+        assert any(np.array_equal(out, c) for c in candidates)
+    assert len({out.tobytes() for out in first}) > 5  # each image gets its own crop
+    assert not np.array_equal(first, second)  # new crops every epoch
+    np.testing.assert_array_equal(epochs(5)[0], first)  # the same seed gives the same crops
 
 
 def _tiny_run(seed):

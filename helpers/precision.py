@@ -1,0 +1,62 @@
+"""Which floating-point precision training uses on this machine, and why.
+
+``mixed_bfloat16`` (Keras' mixed-precision policy: layers compute in bfloat16 and keep float32
+weights) where the hardware multiplies bfloat16 natively: a GPU, or a CPU with Intel's AMX-BF16
+tile instructions (``amx_bf16`` in ``/proc/cpuinfo``), on which oneDNN trains the convolutional
+networks of this series about twice as fast (``python -m helpers.bench`` measures it on your
+machine). Everywhere else ``float32``: without AMX, bfloat16 arithmetic is emulated and slower.
+
+Override with the ``SERIES_PRECISION`` environment variable or a chapter's ``precision``
+parameter: ``auto`` (the default, the rule above), ``float32`` or ``mixed_bfloat16``. A run is
+deterministic for a given machine and precision; the two precisions give slightly different numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PRECISION_ENV = "SERIES_PRECISION"
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags (empty where ``/proc/cpuinfo`` does not exist, e.g. macOS)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def choose(requested: str | None = None, flags: set[str] | None = None, gpu: bool | None = None) -> tuple[str, str]:
+    """``(policy, reason)``: the argument, else ``$SERIES_PRECISION``, else ``auto``, resolved for this machine."""
+    requested = requested or os.environ.get(PRECISION_ENV) or "auto"
+    if requested in PRECISIONS:
+        return requested, f"set by the precision parameter or ${PRECISION_ENV}"
+    if requested != "auto":
+        raise ValueError(f"Unknown precision {requested!r} (from the argument or ${PRECISION_ENV}); "
+                         f"use auto or one of {PRECISIONS}.")
+    if has_gpu() if gpu is None else gpu:
+        return "mixed_bfloat16", "auto: a GPU is present"
+    if "amx_bf16" in (cpu_flags() if flags is None else flags):
+        return "mixed_bfloat16", "auto: this CPU has AMX-BF16"
+    return "float32", "auto: this CPU has no AMX-BF16, so bfloat16 would be emulated and slower"
+
+
+def apply(requested: str | None = None) -> tuple[str, str]:
+    """Choose the precision and make it Keras' global policy for every model built afterwards."""
+    import keras
+
+    policy, reason = choose(requested)
+    keras.mixed_precision.set_global_policy(policy)
+    return policy, reason

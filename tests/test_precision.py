@@ -1,0 +1,57 @@
+"""The precision rule (bfloat16 only where it is native), its overrides, and determinism under each policy."""
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import experiment, precision
+
+
+@pytest.mark.parametrize("flags, gpu, expected", [
+    ({"avx2", "avx512f", "amx_bf16"}, False, "mixed_bfloat16"),
+    ({"avx2", "avx512f", "avx512_bf16"}, False, "float32"),  # AVX512-BF16 without AMX: no faster here
+    ({"avx2"}, False, "float32"),
+    (set(), True, "mixed_bfloat16"),
+])
+def test_auto_uses_bfloat16_only_where_it_is_native(flags, gpu, expected, monkeypatch):
+    monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
+    policy, reason = precision.choose(None, flags, gpu)
+    assert policy == expected
+    assert reason.startswith("auto:")
+
+
+def test_argument_then_environment_override_auto(monkeypatch):
+    monkeypatch.setenv(precision.PRECISION_ENV, "float32")
+    policy, reason = precision.choose(None, {"amx_bf16"}, False)
+    assert (policy, reason) == ("float32", "set by the precision parameter or $SERIES_PRECISION")
+    assert precision.choose("mixed_bfloat16", set(), False)[0] == "mixed_bfloat16"
+    monkeypatch.setenv(precision.PRECISION_ENV, "fp16")
+    with pytest.raises(ValueError, match="SERIES_PRECISION"):
+        precision.choose(None, set(), False)
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\nflags\t\t: fpu avx2 amx_bf16\n")
+    assert precision.cpu_flags(cpuinfo) == {"fpu", "avx2", "amx_bf16"}
+    assert precision.cpu_flags(tmp_path / "missing") == set()
+
+
+def _train_once(policy: str):
+    keras.mixed_precision.set_global_policy(policy)
+    rng = np.random.default_rng(0)
+    data = {f"x_{s}": rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8) for s, n in (("train", 64), ("val", 32))}
+    data |= {f"y_{s}": rng.integers(0, 10, n) for s, n in (("train", 64), ("val", 32))}
+    budget = experiment.Budget(epochs=2, batch_size=32, augment=True, warmup_epochs=1)
+    model, history = experiment.train_model("resnet_small", data, budget, seed=1)
+    assert model.layers[-1].compute_dtype == "float32"  # the softmax stays float32 under mixed precision
+    return model.get_weights(), history["loss"]
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_training_is_deterministic_for_a_precision(policy):
+    weights_a, loss_a = _train_once(policy)
+    weights_b, loss_b = _train_once(policy)
+    assert loss_a == loss_b
+    for a, b in zip(weights_a, weights_b, strict=True):
+        np.testing.assert_array_equal(a, b)
