@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
@@ -120,13 +122,19 @@ def supported_precisions() -> list[str]:
 
 
 def machine() -> str:
+    """The CPU's model name, its cores and the flags that decide the precision."""
+    names = [line.partition(":")[2].strip() for line in _cpuinfo_lines() if line.startswith("model name")]
     flags = cpu_flags()
-    model = next((line.partition(":")[2].strip() for line in open("/proc/cpuinfo")
-                  if line.startswith("model name")), platform.processor()) if flags else platform.processor()
     shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    import os
+    return (f"{names[0] if names else platform.processor()}, {os.cpu_count()} cores, "
+            f"flags: {' '.join(shown) or 'none of avx2/avx512f/amx_bf16'}")
 
-    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(shown) or 'none of avx2/avx512f/amx_bf16'}"
+
+def _cpuinfo_lines() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
 
 
 def run(models: list[str], precisions: list[str]) -> pd.DataFrame:

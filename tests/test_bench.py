@@ -1,0 +1,26 @@
+"""The benchmark times models in fresh processes and reports ratios against its plain reference."""
+
+import pandas as pd
+
+from helpers import bench
+
+
+def test_benchmark_reports_every_model_against_the_reference(tmp_path, capsys):
+    csv = tmp_path / "bench.csv"
+    bench.main(["--models", "benchmark", "--precisions", "float32", "--csv", str(csv)])
+    table = pd.read_csv(csv).set_index(["model", "precision"])
+    assert list(table.index) == [("reference", "float32"), ("benchmark", "float32")]
+    assert table.loc[("reference", "float32"), "vs_reference"] == 1.0
+    assert table.loc[("reference", "float32"), "parameters"] == 413_786  # the plain ResNet-9 at width 16
+    assert (table[["train_s_per_1000", "predict_s_per_1000", "peak_memory_mib"]] > 0).all().all()
+    model, reference = table.loc[("benchmark", "float32")], table.loc[("reference", "float32")]
+    assert abs(model.vs_reference - model.train_s_per_1000 / reference.train_s_per_1000) < 1e-3
+    assert "cores, flags:" in capsys.readouterr().out
+
+
+def test_supported_precisions_follow_the_cpu(monkeypatch):
+    monkeypatch.setattr(bench, "has_gpu", lambda: False)
+    monkeypatch.setattr(bench, "cpu_flags", lambda: {"avx2"})
+    assert bench.supported_precisions() == ["float32"]
+    monkeypatch.setattr(bench, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert bench.supported_precisions() == ["float32", "mixed_bfloat16"]
