@@ -65,7 +65,7 @@ def test_chapter_model_and_recipe_are_the_helpers(notebook, name, capsys):
     data = tiny_data(size)
     budget = experiment.Budget(epochs=2, batch_size=32, learning_rate=2e-3)
     chapter = run_topic_cells(notebook, {"mode": "quick", "seed": seed, "data": data, "budget": budget,
-                                         "epochs": None, "data_root": None})
+                                         "epochs": None, "data_root": None, "precision": None})
     dropout = seeds.RECIPE[name]["dropout"]  # the seed-spread script trains the chapters' recipe
     reference, reference_history = experiment.train_model(name, data, budget, seed, dropout=dropout)
     ours = chapter["model"]
