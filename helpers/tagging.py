@@ -393,6 +393,8 @@ def load_tagger(mode: str | None = None, name: str = "catalogue_cnn") -> keras.M
 
 
 def embed(model: keras.Model, images, layer: str = "embedding", batch_size: int = 256) -> np.ndarray:
-    """The activations of ``layer`` (the penultimate, 256-wide layer) for each image."""
+    """The activations of ``layer`` (the penultimate, 256-wide layer) for each image, in float32 whatever
+    precision the model computes in (under mixed_bfloat16 they come out in bfloat16, which scikit-learn
+    cannot read)."""
     extractor = keras.Model(model.inputs, model.get_layer(layer).output)
-    return extractor.predict(np.asarray(images, dtype="float32"), batch_size=batch_size, verbose=0)
+    return extractor.predict(np.asarray(images, dtype="float32"), batch_size=batch_size, verbose=0).astype("float32")
