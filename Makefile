@@ -9,7 +9,7 @@ MODE ?= full
 # Python 3.11); 0: the newest versions environment.yml's ranges allow (other platforms, upgrades).
 LOCK ?= 1
 
-.PHONY: setup series quick test lint lab lock
+.PHONY: setup series quick lesson test lint lab lock
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: environment.yml requirements-lock.txt pyproject.toml helpers/envfile.py
@@ -36,8 +36,11 @@ lock: setup              ## rewrite requirements-lock.txt from environment.yml (
 series: setup            ## the whole series (MODE=full by default: about 2 hours on 2 CPU cores)
 	$(PY) -m helpers.runner --mode $(MODE)
 
-quick: setup             ## the whole series in quick mode (minutes), written under build/quick/
+quick: setup             ## the whole series in quick mode (tiny subsets: does it run?), under build/quick/
 	$(PY) -m helpers.runner --mode quick
+
+lesson: setup            ## the whole series in lesson mode (a few minutes a chapter), under build/lesson/
+	$(PY) -m helpers.runner --mode lesson
 
 lint: setup
 	$(PY) -m ruff check .

@@ -1,7 +1,10 @@
 """The Fashion-MNIST workflow that chapters 02-04 share: data, training, evaluation, figures.
 
-Per-mode budgets live in ``BUDGETS`` so that every chapter states its settings in one place;
-quick mode trains on a stratified subset for a few epochs and tests on a subset.
+Per-mode budgets live in ``BUDGETS`` so that every chapter states its settings in one place:
+full mode trains to the committed results; lesson mode trains every model briefly on all the training
+images and tests on the whole test set, so that a class can watch each chapter in a few minutes;
+quick mode trains on a stratified subset for one or two epochs and tests on a subset (a check that
+everything runs, not a result).
 """
 
 from __future__ import annotations
@@ -46,8 +49,18 @@ class Budget:
     flip_tta: bool = False  # test-time augmentation: average each test image's and its mirror's prediction
 
 
-VAL_SIZE = {"quick": 500, "full": 5000}
+VAL_SIZE = {"quick": 500, "lesson": 5000, "full": 5000}
 BUDGETS = {
+    ("benchmark", "lesson"): Budget(epochs=10, learning_rate=1e-3),
+    ("lenet5", "lesson"): Budget(epochs=8, learning_rate=2e-3),
+    ("resnet_small", "lesson"): Budget(epochs=3, batch_size=256, learning_rate=4e-3, augment=True, warmup_epochs=1,
+                                       flip_tta=True),
+    ("resnet50", "lesson"): Budget(epochs=1, batch_size=64, learning_rate=1e-3, train_limit=6000),
+    # lesson mode: chapter 01 keeps the first 10,000 catalogue photos
+    ("catalogue_cnn", "lesson"): Budget(epochs=2, batch_size=64, learning_rate=2e-3),
+    ("catalogue_lite0", "lesson"): Budget(epochs=1, batch_size=64, learning_rate=1e-3),
+    ("plain_network", "lesson"): Budget(epochs=2, batch_size=32, learning_rate=1e-2),
+    ("catalogue_augment", "lesson"): Budget(epochs=1, batch_size=64, learning_rate=2e-3),
     ("benchmark", "full"): Budget(epochs=30, learning_rate=1e-3),
     ("benchmark", "quick"): Budget(epochs=2, train_limit=3000, test_limit=500),
     ("lenet5", "full"): Budget(epochs=20, learning_rate=2e-3),

@@ -14,21 +14,25 @@ import seaborn as sns
 from helpers.paths import atomic_write_bytes, results_dir, series_mode
 
 PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotlib", "seaborn")
-# Minutes each chapter takes on a 2-core CPU, (quick, full): what a reader is told before it trains.
-RUN_MINUTES = {"01": (1, 1), "02": (1, 3), "03": (1, 3), "04": (3, 60), "05": (1, 1), "06": (3, 50),
-               "07": (3, 30), "08": (1, 1)}
+# Minutes each chapter takes on a 2-core CPU, per mode: what a reader is told before it trains.
+RUN_MINUTES = {"01": {"quick": 1, "lesson": 1, "full": 1}, "02": {"quick": 1, "lesson": 1, "full": 3},
+               "03": {"quick": 1, "lesson": 1, "full": 3}, "04": {"quick": 3, "lesson": 6, "full": 60},
+               "05": {"quick": 1, "lesson": 1, "full": 1}, "06": {"quick": 3, "lesson": 4, "full": 50},
+               "07": {"quick": 3, "lesson": 4, "full": 30}, "08": {"quick": 1, "lesson": 1, "full": 1}}
 _started: dict[str, float] = {}
 
 
-def start(chapter: str, mode: str | None = None, seed: int = 42, precision: str | None = None) -> str:
-    """Choose the precision (``helpers.precision``), check the mode, seed everything, set the figure
-    style; return the mode. The first line printed says which precision this run computes in, and why."""
+def start(chapter: str, mode: str | None = None, seed: int = 42, precision: str | None = None,
+          cpu_bfloat16: bool = True) -> str:
+    """Choose the precision (``helpers.precision``; ``cpu_bfloat16=False`` for networks that train faster
+    in float32 on any CPU), check the mode, seed everything, set the figure style; return the mode. The
+    first line printed says which precision this run computes in, and why."""
     import tensorflow as tf
 
     from helpers import precision as precisions
     from helpers.training import set_seed
 
-    policy, reason = precisions.apply(precision)
+    policy, reason = precisions.apply(precision, cpu_bfloat16)
     mode = series_mode(mode)
     _started[chapter] = time.perf_counter()
     set_seed(seed)
@@ -42,13 +46,19 @@ def start(chapter: str, mode: str | None = None, seed: int = 42, precision: str 
 
 
 def run_plan(chapter: str, mode: str) -> str:
-    """One line: how long this chapter takes in this mode, where it writes, and how to get the other mode."""
-    quick, full = RUN_MINUTES.get(chapter, (None, None))
+    """One line: how long this chapter takes in this mode, where it writes, and how to get the other modes."""
+    minutes = RUN_MINUTES.get(chapter, {})
     if mode == "full":
-        return (f"Full mode: about {full} min on 2 CPU cores; results and figures replace the committed ones in "
-                "results/ and figures/.")
-    return (f"Quick mode: about {quick} min on 2 CPU cores, small subsets, written under build/quick/ "
-            f"(full mode, about {full} min: set mode = \"full\" in the parameters cell).")
+        return (f"Full mode: about {minutes.get('full')} min on 2 CPU cores; results and figures replace the "
+                "committed ones in results/ and figures/.")
+    if mode == "lesson":
+        return (f"Lesson mode: about {minutes.get('lesson')} min on 2 CPU cores, short training, whole test sets, "
+                f"written under build/lesson/ (full mode, about {minutes.get('full')} min: set mode = \"full\" in "
+                "the parameters cell).")
+    return (f"Quick mode: about {minutes.get('quick')} min on 2 CPU cores, tiny subsets that check the code runs "
+            f"(the numbers mean little), written under build/quick/; mode = \"lesson\" (about "
+            f"{minutes.get('lesson')} min) or \"full\" (about {minutes.get('full')} min) in the parameters cell "
+            "gives results worth reading.")
 
 
 def peak_memory_mib() -> float:

@@ -5,8 +5,9 @@ environment variable (a folder holding ``fashion-mnist/`` and
 ``fashion-product-images-small/``, like ``../shared/data``), the repository's ``data/``.
 
 Outputs depend on the mode: ``full`` writes the committed results (``figures/``,
-``results/``); ``quick``, the default, writes under ``build/quick/`` so that a quick run never
-overwrites what is committed.
+``results/``); ``lesson`` (short training, whole test sets: a class can watch it) and ``quick``, the
+default (tiny subsets: checks that everything runs), write under ``build/<mode>/`` so that they never
+overwrite what is committed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ROOT_ENV = "FASHION_DATA_ROOT"
 MODE_ENV = "SERIES_MODE"
-MODES = ("quick", "full")
+MODES = ("quick", "lesson", "full")
 
 
 def data_roots(explicit: str | os.PathLike | None = None) -> list[Path]:
@@ -38,7 +39,7 @@ def series_mode(mode: str | None = None) -> str:
     """The run mode: the argument, else ``$SERIES_MODE``, else ``quick``.
 
     Quick is the default so that a chapter opened in JupyterLab and run as it is never replaces the
-    committed full-run results; full mode is asked for by name (``make series``, the runner's
+    committed full-run results; lesson and full mode are asked for by name (``make series``, the runner's
     ``--mode full``, ``SERIES_MODE=full`` or ``mode = "full"`` in the parameters cell).
     """
     mode = mode or os.environ.get(MODE_ENV) or "quick"
@@ -48,8 +49,9 @@ def series_mode(mode: str | None = None) -> str:
 
 
 def output_root(mode: str | None = None) -> Path:
-    """Root for figures/ and results/: the repo in full mode, build/quick in quick mode."""
-    return REPO_ROOT if series_mode(mode) == "full" else REPO_ROOT / "build" / "quick"
+    """Root for figures/ and results/: the repo in full mode, build/<mode> in the others."""
+    mode = series_mode(mode)
+    return REPO_ROOT if mode == "full" else REPO_ROOT / "build" / mode
 
 
 def results_dir(mode: str | None = None) -> Path:
@@ -65,7 +67,7 @@ def figures_dir(mode: str | None = None) -> Path:
 
 
 def processed_dir(mode: str | None = None) -> Path:
-    """Cleaned arrays made by chapter 01 (git-ignored): data/processed, or build/quick/processed."""
+    """Cleaned arrays made by chapter 01 (git-ignored): data/processed, or build/<mode>/processed."""
     path = REPO_ROOT / "data" / "processed" if series_mode(mode) == "full" else output_root(mode) / "processed"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -5,6 +5,9 @@ weights) where the hardware multiplies bfloat16 natively: a GPU, or a CPU with I
 tile instructions (``amx_bf16`` in ``/proc/cpuinfo``), on which oneDNN trains the convolutional
 networks of this series about twice as fast (``python -m helpers.bench`` measures it on your
 machine). Everywhere else ``float32``: without AMX, bfloat16 arithmetic is emulated and slower.
+A chapter whose network gains nothing from AMX passes ``cpu_bfloat16=False`` and keeps float32 on a
+CPU: EfficientNet-Lite0 (chapters 06 and 08), whose depthwise convolutions train two to three times
+slower in bfloat16 on the CPU the series was measured on.
 
 Override with the ``SERIES_PRECISION`` environment variable or a chapter's ``precision``
 parameter: ``auto`` (the default, the rule above), ``float32`` or ``mixed_bfloat16``. A run is
@@ -38,8 +41,10 @@ def has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def choose(requested: str | None = None, flags: set[str] | None = None, gpu: bool | None = None) -> tuple[str, str]:
-    """``(policy, reason)``: the argument, else ``$SERIES_PRECISION``, else ``auto``, resolved for this machine."""
+def choose(requested: str | None = None, flags: set[str] | None = None, gpu: bool | None = None,
+           cpu_bfloat16: bool = True) -> tuple[str, str]:
+    """``(policy, reason)``: the argument, else ``$SERIES_PRECISION``, else ``auto``, resolved for this machine
+    (``cpu_bfloat16=False``: float32 on every CPU, for networks that AMX does not speed up)."""
     requested = requested or os.environ.get(PRECISION_ENV) or "auto"
     if requested in PRECISIONS:
         return requested, f"set by the precision parameter or ${PRECISION_ENV}"
@@ -49,14 +54,16 @@ def choose(requested: str | None = None, flags: set[str] | None = None, gpu: boo
     if has_gpu() if gpu is None else gpu:
         return "mixed_bfloat16", "auto: a GPU is present"
     if "amx_bf16" in (cpu_flags() if flags is None else flags):
+        if not cpu_bfloat16:
+            return "float32", "auto: this chapter's network runs faster in float32 on a CPU, even with AMX-BF16"
         return "mixed_bfloat16", "auto: this CPU has AMX-BF16"
     return "float32", "auto: this CPU has no AMX-BF16, so bfloat16 would be emulated and slower"
 
 
-def apply(requested: str | None = None) -> tuple[str, str]:
+def apply(requested: str | None = None, cpu_bfloat16: bool = True) -> tuple[str, str]:
     """Choose the precision and make it Keras' global policy for every model built afterwards."""
     import keras
 
-    policy, reason = choose(requested)
+    policy, reason = choose(requested, cpu_bfloat16=cpu_bfloat16)
     keras.mixed_precision.set_global_policy(policy)
     return policy, reason

@@ -1,6 +1,7 @@
 """Run the series in order with papermill, then render HTML with an index page.
 
-    python -m helpers.runner --mode quick           # minutes; writes under build/quick/
+    python -m helpers.runner --mode quick           # tiny subsets: does everything run? build/quick/
+    python -m helpers.runner --mode lesson          # short training, whole test sets: build/lesson/
     python -m helpers.runner --mode full            # the committed results, in place
     python -m helpers.runner --only 2 3             # some chapters (numbers as 2 or 02)
 
@@ -26,7 +27,7 @@ import nbformat
 import papermill as pm
 from nbconvert import HTMLExporter
 
-from helpers.paths import DATA_ROOT_ENV, MODE_ENV, REPO_ROOT, output_root, series_mode
+from helpers.paths import DATA_ROOT_ENV, MODE_ENV, MODES, REPO_ROOT, output_root, series_mode
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 3600
@@ -76,7 +77,7 @@ def _failing_cell(path: Path) -> str:
 
 
 def executed_dir(mode: str) -> Path:
-    """Where executed chapters go: in place in full mode, build/quick/notebooks in quick mode."""
+    """Where executed chapters go: in place in full mode, build/<mode>/notebooks otherwise."""
     return NOTEBOOKS_DIR if mode == "full" else output_root(mode) / "notebooks"
 
 
@@ -213,7 +214,7 @@ def _data_root(text: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=["quick", "full"], default=None,
+    parser.add_argument("--mode", choices=MODES, default=None,
                         help="default: $SERIES_MODE, else quick")
     parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED)
     parser.add_argument("--epochs", type=_positive, default=None, help="override every chapter's epochs (>= 1)")
@@ -234,7 +235,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as err:
         print(f"\nStopped by Ctrl-C during {err}. Nothing committed was replaced.", file=sys.stderr)
         return 130
-    # full mode: every chapter of notebooks/ (the committed results); quick mode: the chapters of this run
+    # full mode: every chapter of notebooks/ (the committed results); other modes: the chapters of this run
     ran = None if mode == "full" else [t["notebook"] for t in timings]
     index = render_html(executed_dir(mode), html_dir(mode), ran, skipped)
     total = sum(t["minutes"] for t in timings)

@@ -15,7 +15,7 @@ import argparse
 import pandas as pd
 
 from helpers import experiment, metrics, precision
-from helpers.paths import results_dir, save_csv
+from helpers.paths import MODES, results_dir, save_csv
 
 # the build options chapters 02-04 pass to train_model
 RECIPE = {"benchmark": {"dropout": 0.2}, "lenet5": {"dropout": 0.1}, "resnet_small": {}, "resnet50": {}}
@@ -46,7 +46,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["benchmark", "lenet5"], choices=list(RECIPE))
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 7, 1234])
-    parser.add_argument("--mode", choices=["quick", "full"], default="full")
+    parser.add_argument("--mode", choices=MODES, default="full")
     parser.add_argument("--precision", choices=["auto", *precision.PRECISIONS], default=None,
                         help="default: $SERIES_PRECISION, else auto (see helpers/precision.py)")
     args = parser.parse_args(argv)

@@ -68,24 +68,43 @@ def rescale_crop_layers(seed: int, max_zoom: float = 0.2):
 
 
 def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None, sample_weight=None,
-                 per_image=None):
-    """A tf.data pipeline: float32 images, optional shuffling and augmentation.
+                 per_image=None, rows=None):
+    """A tf.data pipeline over in-memory arrays that yields float32 image batches.
 
     ``y`` is an array of labels, or a dict of arrays (one per output head) for multi-output models;
     ``sample_weight`` (same structure as ``y``) weights each example's loss, e.g. by its class.
     ``augment`` is a list of Keras preprocessing layers applied to each batch; ``per_image`` a function
     ``(image, seed) -> image`` applied to each image before batching (e.g. ``random_crop_flip()``), with
-    a fresh stateless seed per image and epoch.
+    a fresh stateless seed per image and epoch. ``rows`` (row numbers) restricts the pipeline to those
+    rows, in that order before shuffling, as ``x[rows]`` would without copying the images.
+
+    The arrays are not copied into TensorFlow (``from_tensor_slices`` would hold two copies of them at
+    its peak): each batch of rows is taken from them by NumPy, and uint8 photos are converted to float32
+    batch by batch. The shuffle buffer holds row numbers, not images; it draws the same order as
+    shuffling the rows themselves would.
     """
     parts = (x, y) if sample_weight is None else (x, y, sample_weight)
-    ds = tf.data.Dataset.from_tensor_slices(parts)
+    arrays = [np.asarray(a) for a in tf.nest.flatten(parts)]
+
+    def take(index):  # a batch of row numbers -> the same structure as ``parts``, one batch of rows
+        taken = tf.numpy_function(lambda i: [a[i] for a in arrays], [index], [a.dtype for a in arrays],
+                                  stateful=False)
+        for tensor, array in zip(taken, arrays, strict=True):
+            tensor.set_shape((None, *array.shape[1:]))
+        return tf.nest.pack_sequence_as(parts, taken)
+
+    ds = tf.data.Dataset.range(len(x)) if rows is None else tf.data.Dataset.from_tensor_slices(np.asarray(rows))
     if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(ds.cardinality(), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(take)
     if per_image is not None:
+        def augmented_row(example, image_seed):
+            return (per_image(example[0], image_seed), *example[1:])
+
         image_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, image_seeds).map(
-            lambda example, image_seed: (per_image(example[0], image_seed), *example[1:]),
-            num_parallel_calls=tf.data.AUTOTUNE)
+        batches = ds.cardinality()
+        ds = tf.data.Dataset.zip(ds.unbatch(), image_seeds).map(augmented_row, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size).apply(tf.data.experimental.assert_cardinality(batches))
     layers = list(augment or [])
 
     def to_float_and_augment(images, *rest):
@@ -94,7 +113,7 @@ def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None, 
             images = layer(images, training=True)
         return (images, *rest)
 
-    return ds.batch(batch_size).map(to_float_and_augment).prefetch(tf.data.AUTOTUNE)
+    return ds.map(to_float_and_augment).prefetch(tf.data.AUTOTUNE)
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -164,16 +183,25 @@ def _renormalise(scores) -> np.ndarray:
     return scores / scores.sum(axis=1, keepdims=True)
 
 
+def float_batches(images, batch_size: int = 256):
+    """``images`` as a tf.data pipeline of float32 batches, for ``model.predict``: converted batch by
+    batch, so a uint8 array is never copied whole as float32."""
+    batches = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+    return batches.map(lambda batch: tf.cast(batch, tf.float32))
+
+
 def predict_proba(model, x, batch_size: int = 256, flip: bool = False):
     """Class probabilities (n, num_classes) in float64, rows renormalised to sum to one;
     a dict of them, one per head, for a multi-output model.
 
     ``flip``: test-time augmentation, the mean of the probabilities for each image and its mirror image.
     """
-    x = np.asarray(x, dtype="float32")
-    scores = model.predict(x, batch_size=batch_size, verbose=0)
+    x = np.asarray(x)
+    scores = model.predict(float_batches(x, batch_size), verbose=0)
     if flip:
-        scores = (scores + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
+        mirrored = model.predict(float_batches(x[:, :, ::-1], batch_size), verbose=0)
+        scores = ({head: (s + mirrored[head]) / 2 for head, s in scores.items()} if isinstance(scores, dict)
+                  else (scores + mirrored) / 2)
     if isinstance(scores, dict):
         return {head: _renormalise(s) for head, s in scores.items()}
     return _renormalise(scores)

@@ -125,7 +125,7 @@ def test_chapter_06_tagger_and_recipe_are_the_helpers(capsys):
 
     seed, data = 5, tiny_catalogue()
     chapter = run_topic_cells("06_catalogue.ipynb", {"mode": "quick", "seed": seed, "data": data, "epochs": None,
-                                                      "data_root": None})
+                                                      "data_root": None, "precision": None})
     reference, reference_history = tagging.train_tagger(
         data, chapter["budget"], seed, augment=[keras.layers.RandomFlip("horizontal", seed=seed)], contrast=1.0,
         projection=False, architecture="catalogue_lite0")
@@ -153,7 +153,7 @@ def test_chapter_07_augmentation_and_pipeline_are_the_helpers():
     from helpers import training
 
     chapter = run_topic_cells("07_augmentation.ipynb", {"mode": "quick", "seed": 11, "epochs": None,
-                                                         "data_root": None})
+                                                         "data_root": None, "precision": None})
     ours, reference = chapter["rescale_crop_layers"](11), training.rescale_crop_layers(11)
     assert architecture(keras.Sequential(ours)) == architecture(keras.Sequential(reference))
     x = np.random.default_rng(0).integers(0, 256, (20, 16, 12, 3), dtype=np.uint8)
@@ -168,7 +168,8 @@ def test_chapter_07_augmentation_and_pipeline_are_the_helpers():
 def test_chapter_08_search_and_metric_are_the_helpers():
     from helpers import retrieval
 
-    chapter = run_topic_cells("08_similar_products.ipynb", {"mode": "quick", "seed": 0}, definitions_only=True)
+    chapter = run_topic_cells("08_similar_products.ipynb", {"mode": "quick", "seed": 0, "precision": None},
+                              definitions_only=True)
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(60, 8)).astype("float32")
     vectors[10] = vectors[3]  # an exact duplicate: ties must not keep the query itself

@@ -20,6 +20,13 @@ def test_auto_uses_bfloat16_only_where_it_is_native(flags, gpu, expected, monkey
     assert reason.startswith("auto:")
 
 
+def test_a_chapter_can_keep_float32_on_every_cpu(monkeypatch):
+    monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
+    assert precision.choose(None, {"amx_bf16"}, False, cpu_bfloat16=False)[0] == "float32"
+    assert precision.choose(None, set(), True, cpu_bfloat16=False)[0] == "mixed_bfloat16"  # a GPU still gains
+    assert precision.choose("mixed_bfloat16", {"amx_bf16"}, False, cpu_bfloat16=False)[0] == "mixed_bfloat16"
+
+
 def test_argument_then_environment_override_auto(monkeypatch):
     monkeypatch.setenv(precision.PRECISION_ENV, "float32")
     policy, reason = precision.choose(None, {"amx_bf16"}, False)

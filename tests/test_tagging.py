@@ -55,6 +55,7 @@ def test_attribute_table_matches_scikit_learn_on_known_rows():
     assert table.loc["gender", "macro F1"] == pytest.approx(skm.f1_score(y[known], pred, average="macro"))
     assert table.loc["gender", "weighted F1"] == pytest.approx(skm.f1_score(y[known], pred, average="weighted"))
     assert table.loc["gender", "test images"] == known.sum()
+    assert table.loc["gender", "majority baseline"] == pytest.approx(np.bincount(y[known]).max() / known.sum())
 
 
 def test_top_classes_confusion_pools_the_rest_as_other():

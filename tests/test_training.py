@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from helpers import experiment, training
+from helpers import experiment, paths, training
 
 
 def test_pad_to_keeps_pixels_and_adds_a_channel():
@@ -23,6 +23,41 @@ def test_dataset_batches_float_images():
     shapes = [tuple(x.shape) for x, _ in ds]
     assert shapes == [(4, 8, 8, 1), (4, 8, 8, 1), (2, 8, 8, 1)]
     assert next(iter(ds))[0].dtype.name == "float32"
+
+
+def test_shuffled_rows_come_in_the_order_shuffling_the_arrays_gives():
+    """The pipeline shuffles row numbers, not images (one copy of the photos in memory): the batches must
+    be those that shuffling the arrays themselves gives, epoch after epoch, labels and weights aligned."""
+    import tensorflow as tf
+
+    x = np.arange(37 * 4, dtype=np.uint8).reshape(37, 2, 2, 1)
+    y, w = {"a": np.arange(37), "b": -np.arange(37)}, {"a": np.linspace(0, 1, 37), "b": np.ones(37)}
+    ours = training.make_dataset(x, y, 8, True, 3, sample_weight=w)
+    arrays = tf.data.Dataset.from_tensor_slices((x, y, w)).shuffle(37, seed=3, reshuffle_each_iteration=True)
+    for _ in range(2):
+        for (xb, yb, wb), (xr, yr, wr) in zip(ours, arrays.batch(8), strict=True):
+            assert xb.dtype.name == "float32"
+            np.testing.assert_array_equal(xb.numpy(), xr.numpy())
+            for head in y:
+                np.testing.assert_array_equal(yb[head].numpy(), yr[head].numpy())
+                np.testing.assert_array_equal(wb[head].numpy(), wr[head].numpy())
+    rows = np.flatnonzero(np.arange(37) % 3)  # some rows only: the same batches as the copied subset
+    ours = training.make_dataset(x, y["a"], 5, True, 4, rows=rows)
+    subset = tf.data.Dataset.from_tensor_slices((x[rows], y["a"][rows])).shuffle(len(rows), seed=4).batch(5)
+    for (xb, yb), (xr, yr) in zip(ours, subset, strict=True):
+        np.testing.assert_array_equal(xb.numpy(), xr.numpy())
+        np.testing.assert_array_equal(yb.numpy(), yr.numpy())
+
+
+def test_predictions_are_converted_per_batch_and_match_float_input():
+    import keras
+
+    model = keras.Sequential([keras.Input((4, 3, 1)), keras.layers.Flatten(), keras.layers.Dense(3, "softmax")])
+    x = np.random.default_rng(1).integers(0, 256, (70, 4, 3, 1)).astype(np.uint8)
+    expected = model.predict(x.astype("float32"), verbose=0)
+    np.testing.assert_allclose(training.predict_proba(model, x, batch_size=16), expected, rtol=1e-5)
+    mirrored = model.predict(x[:, :, ::-1].astype("float32"), verbose=0)
+    np.testing.assert_allclose(training.predict_proba(model, x, 16, flip=True), (expected + mirrored) / 2, rtol=1e-5)
 
 
 def _crops_and_flips(image: np.ndarray, pad: int) -> list[np.ndarray]:
@@ -88,9 +123,16 @@ def test_missing_predictions_name_the_chapter(tmp_path, monkeypatch):
 def test_budgets_exist_for_every_fashion_mnist_model_and_mode():
     assert set(experiment.INPUT_SIZE) == set(experiment.CHAPTER_OF)
     for name in experiment.CHAPTER_OF:
-        for mode in ("quick", "full"):
+        for mode in paths.MODES:
             assert experiment.budget_for(name, mode).epochs >= 1
     assert experiment.budget_for("lenet5", "full", epochs=3).epochs == 3
+
+
+def test_lesson_mode_trains_briefly_and_tests_on_the_whole_test_set():
+    for name in experiment.CHAPTER_OF:
+        lesson, full = experiment.budget_for(name, "lesson"), experiment.budget_for(name, "full")
+        assert lesson.test_limit is None and lesson.epochs < full.epochs
+    assert experiment.VAL_SIZE["lesson"] == experiment.VAL_SIZE["full"]  # the same validation split
 
 
 def test_rescale_crop_keeps_shape_and_colour():
