@@ -55,7 +55,7 @@ BUDGETS = {
     ("lenet5", "lesson"): Budget(epochs=8, learning_rate=2e-3),
     ("resnet_small", "lesson"): Budget(epochs=3, batch_size=256, learning_rate=4e-3, augment=True, warmup_epochs=1,
                                        flip_tta=True),
-    ("resnet50", "lesson"): Budget(epochs=1, batch_size=64, learning_rate=1e-3, train_limit=6000),
+    ("resnet50", "lesson"): Budget(epochs=1, batch_size=64, learning_rate=1e-3, train_limit=3000),
     # lesson mode: chapter 01 keeps the first 10,000 catalogue photos
     ("catalogue_cnn", "lesson"): Budget(epochs=2, batch_size=64, learning_rate=2e-3),
     ("catalogue_lite0", "lesson"): Budget(epochs=1, batch_size=64, learning_rate=1e-3),

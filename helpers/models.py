@@ -145,7 +145,7 @@ class CosineSoftmax(layers.Layer):
 @register("catalogue_cnn")
 def build_catalogue_cnn(input_shape, num_classes: dict[str, int], stem: int | None = 32, widths=(32, 96, 256),
                         embedding: int = 256, dropout: float = 0.0, batch_norm: bool = True,
-                        cosine_scale: float | None = 16.0):
+                        cosine_scale: float | None = 16.0, bn_momentum: float = 0.9):
     """A multi-output CNN for catalogue photos: one shared trunk, one softmax head per attribute.
 
     ``num_classes`` maps each head (``"gender"``, ``"articleType"``, ...) to its class count.
@@ -154,17 +154,20 @@ def build_catalogue_cnn(input_shape, num_classes: dict[str, int], stem: int | No
     global average pooling and an ``embedding`` layer that chapter 08 reuses for similar-product
     search. The defaults put the width where convolutions are cheap (the last, 10x7 stage) and use no
     dropout: the network under-fits a CPU budget, and on chapter 07's two-epoch budget this pair beat
-    (48, 96, 192) with dropout 0.3 by 0.06 on baseColour at the same cost per epoch (see the README).
+    (48, 96, 192) with dropout 0.3 by 0.06 on baseColour at the same cost per epoch (see results/EXPERIMENTS.md).
 
     With ``cosine_scale`` (the default) the embedding is linear and every head is a ``CosineSoftmax``
     of that scale, so classes are told apart by direction alone, the geometry of a cosine search;
-    ``cosine_scale=None`` gives a ReLU embedding and ordinary softmax heads.
+    ``cosine_scale=None`` gives a ReLU embedding and ordinary softmax heads. Batch normalisation uses
+    momentum 0.9, not Keras' 0.99: trained from scratch for a few hundred steps, the moving averages
+    must follow the last few dozen (the trap chapter 04 shows with ResNet-50).
     """
     inputs, x = _inputs(input_shape)
     if stem:
-        x = _conv_relu(x, stem, batch_norm, stride=2)
+        x = _conv_relu(x, stem, batch_norm, stride=2, bn_momentum=bn_momentum)
     for filters in widths:
-        x = _conv_relu(_conv_relu(x, filters, batch_norm), filters, batch_norm)
+        x = _conv_relu(_conv_relu(x, filters, batch_norm, bn_momentum=bn_momentum), filters, batch_norm,
+                       bn_momentum=bn_momentum)
         x = layers.MaxPooling2D(2)(x)
     return _tagging_model(inputs, x, num_classes, embedding, dropout, cosine_scale, "catalogue_cnn")
 
@@ -209,9 +212,9 @@ def _tagging_model(inputs, features, num_classes: dict[str, int], embedding: int
     return keras.Model(inputs, outputs, name=name)
 
 
-def _conv_relu(x, filters: int, batch_norm: bool = True, stride: int = 1):
-    """3x3 convolution -> (batch normalisation) -> ReLU."""
+def _conv_relu(x, filters: int, batch_norm: bool = True, stride: int = 1, bn_momentum: float = 0.99):
+    """3x3 convolution -> (batch normalisation with ``bn_momentum``, Keras' default 0.99) -> ReLU."""
     if not batch_norm:
         return layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu")(x)
     x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
-    return layers.ReLU()(layers.BatchNormalization()(x))
+    return layers.ReLU()(layers.BatchNormalization(momentum=bn_momentum)(x))
