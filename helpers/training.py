@@ -81,7 +81,8 @@ def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None, 
     The arrays are not copied into TensorFlow (``from_tensor_slices`` would hold two copies of them at
     its peak): each batch of rows is taken from them by NumPy, and uint8 photos are converted to float32
     batch by batch. The shuffle buffer holds row numbers, not images; it draws the same order as
-    shuffling the rows themselves would.
+    shuffling the rows themselves would. TensorFlow keeps the arrays referenced for the rest of the
+    session, so pass ``rows=`` rather than a copied subset.
     """
     parts = (x, y) if sample_weight is None else (x, y, sample_weight)
     arrays = [np.asarray(a) for a in tf.nest.flatten(parts)]
