@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from helpers.fashion_mnist import DataError, sha256_of
 from helpers.paths import atomic_write_bytes, data_roots
@@ -127,6 +127,9 @@ def decode_image(payload: bytes, where: str, size: tuple[int, int] = IMAGE_SIZE)
             if img.size != size[::-1]:
                 img = img.resize(size[::-1], Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
+    except UnidentifiedImageError as err:  # its message names an in-memory buffer, not the file
+        raise DataError(f"{where} cannot be decoded (not an image format Pillow reads); replace or remove the "
+                        "file.") from err
     except OSError as err:
         raise DataError(f"{where} cannot be decoded ({err}); replace or remove the file.") from err
 

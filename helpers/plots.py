@@ -327,3 +327,37 @@ def plot_precision_curves(curves: dict, ax=None, title: str = ""):
     ax.set(xlabel="k (items shown)", ylabel="precision@k", ylim=(0, 1), title=title)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)  # below: no curve hidden
     return fig
+
+
+def plot_review_curves(curves: dict, chosen: dict, required: float, ax=None, title: str = ""):
+    """Share of tags right among those accepted against the share accepted, one line per attribute
+    (``{head: feed.review_curve(...)}``), with each attribute's chosen threshold marked
+    (``{head: (coverage, precision)}``) and the required precision dashed."""
+    fig, ax = _axes(ax, figsize=(7, 4.5))
+    for head, curve in curves.items():
+        line, = ax.plot(curve["coverage"], curve["precision"], label=head)
+        if head in chosen:
+            ax.plot(*chosen[head], marker="o", color=line.get_color())
+    ax.axhline(required, ls="--", color="grey", lw=1)
+    ax.set(xlabel="share of tags accepted without a person", ylabel="share of accepted tags that are right",
+           xlim=(0, 1), ylim=(min(0.8, ax.get_ylim()[0]), 1.002), title=title)
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+def plot_recall_latency(table, k: int = 10, title: str = ""):
+    """Recall@k against median single-query latency (log scale), one panel per number of vectors and one
+    line per index type (``vectors.evaluate_indexes``' table)."""
+    sizes = sorted(table["vectors"].unique())
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 4), sharey=True, squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        for name, rows in table[table["vectors"] == size].groupby("index", sort=False):
+            ax.plot(rows["single ms (median)"], rows[f"recall@{k}"], marker="o", label=name)
+        ax.axhline(0.95, ls="--", color="grey", lw=1)
+        ax.set(xscale="log", xlabel="single query, median ms", title=f"{size:,} vectors")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    axes[0][0].set(ylabel=f"recall@{k} against exact search")
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -32,7 +32,7 @@ from helpers.paths import DATA_ROOT_ENV, MODE_ENV, MODES, REPO_ROOT, output_root
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 3600
 DEFAULT_SEED = 42  # the parameters cell's value: only other values are injected
-CATALOGUE_CHAPTERS = ("06", "07", "08")  # they read chapter 01's cleaned catalogue arrays
+CATALOGUE_CHAPTERS = ("06", "07", "08", "09")  # they read chapter 01's cleaned catalogue arrays
 CHAPTER_NAME = re.compile(r"\d\d_[A-Za-z0-9_-]+\.ipynb")  # 02_benchmark.ipynb; not *.part or *.nbconvert
 
 

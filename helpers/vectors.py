@@ -1,0 +1,300 @@
+"""Similar products at catalogue scale (chapter 09): FAISS indexes, recall against exact search, query
+latency, memory, synthetic catalogues that keep the real embeddings' structure, and index files.
+
+Vectors are L2-normalised float32, so the inner product FAISS maximises is the cosine similarity
+chapter 08 searched with.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers.precision import cpu_flags
+
+
+def load_faiss():
+    """``import faiss``, first telling its bundled OpenBLAS which CPU kernels to use when the user has not
+    (``$OPENBLAS_CORETYPE``): that OpenBLAS predates some recent CPUs and falls back to its slowest generic
+    kernels on them (on the Xeon this series was measured on, exact search and IVF training ran five times
+    slower). The variable is set only while the library loads, so other libraries keep their own choice."""
+    if "faiss" in sys.modules:
+        return sys.modules["faiss"]
+    flags = cpu_flags()
+    chosen = None
+    if "OPENBLAS_CORETYPE" not in os.environ:
+        chosen = "SKYLAKEX" if "avx512f" in flags else "HASWELL" if "avx2" in flags else None
+    if chosen:
+        os.environ["OPENBLAS_CORETYPE"] = chosen
+    try:
+        import faiss
+    finally:
+        if chosen:
+            del os.environ["OPENBLAS_CORETYPE"]
+    return faiss
+
+
+def faiss_blas_kernels() -> str:
+    """The CPU kernels FAISS's bundled OpenBLAS runs (e.g. "SkylakeX"); "" where it bundles none."""
+    faiss = load_faiss()
+    libs = sorted(Path(faiss.__file__).parent.parent.glob("faiss_cpu.libs/libopenblas*.so*"))
+    if not libs:
+        return ""
+    blas = ctypes.CDLL(str(libs[0]))  # already loaded with faiss: the same library
+    blas.openblas_get_corename.restype = ctypes.c_char_p
+    return blas.openblas_get_corename().decode()
+
+
+def normalise(vectors) -> np.ndarray:
+    """Rows scaled to unit length (float32, a new array)."""
+    vectors = np.array(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def recall_at_k(found, exact) -> float:
+    """Mean over queries of the share of the exact k nearest neighbours that the index also returned
+    (FAISS marks a missing answer with -1, which never matches)."""
+    found, exact = np.asarray(found), np.asarray(exact)
+    if found.shape != exact.shape or found.ndim != 2:
+        raise ValueError(f"found {found.shape} and exact {exact.shape} must be equal (n_queries, k) shapes.")
+    hits = [np.intersect1d(f[f >= 0], e).size for f, e in zip(found, exact)]
+    return float(np.mean(hits) / exact.shape[1])
+
+
+@contextmanager
+def timed():
+    """Yield a dict that receives the seconds the block took, as ``build s``."""
+    cost, start = {}, time.perf_counter()
+    yield cost
+    cost["build s"] = time.perf_counter() - start
+
+
+def index_bytes(index) -> int:
+    """The size of an index's arrays: the stored vectors or codes, each IVF list's ids, a quantizer's
+    centroids, an HNSW graph's links (what the index holds in memory, without spare capacity)."""
+    faiss = load_faiss()
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexFlat):
+        return index.ntotal * index.code_size
+    if isinstance(index, faiss.IndexHNSW):
+        graph = index.hnsw
+        return (index_bytes(index.storage) + 4 * graph.neighbors.size() + 8 * graph.offsets.size()
+                + 4 * graph.levels.size())
+    if isinstance(index, faiss.IndexIVF):
+        stored = sum(index.invlists.list_size(i) for i in range(index.nlist))
+        return stored * (index.code_size + 8) + index_bytes(index.quantizer)
+    raise TypeError(f"index_bytes does not know {type(index).__name__}.")
+
+
+def time_queries(index, queries, k: int = 10, singles: int = 200) -> dict:
+    """Milliseconds per query: the whole batch at once on every core (``batch ms``), and one query at a time
+    on one core for the first ``singles`` queries (median and 99th percentile), as a shop's server answers
+    pages: one query per core, each core busy with its own."""
+    faiss = load_faiss()
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    start = time.perf_counter()
+    index.search(queries, k)
+    batch = (time.perf_counter() - start) / len(queries) * 1000
+    single, threads = [], faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        for row in queries[:singles]:
+            start = time.perf_counter()
+            index.search(row[None], k)
+            single.append((time.perf_counter() - start) * 1000)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return {"batch ms": batch, "single ms (median)": float(np.median(single)),
+            "single ms (p99)": float(np.percentile(single, 99))}
+
+
+def sweep(index, queries, exact, parameter: str | None, values, k: int = 10, singles: int = 200) -> pd.DataFrame:
+    """Recall@k against ``exact`` and latency for each value of a search-time parameter (``nprobe`` for IVF,
+    ``efSearch`` for HNSW; None for an index without one)."""
+    faiss = load_faiss()
+    rows = []
+    for value in values if parameter else [None]:
+        if parameter:
+            faiss.ParameterSpace().set_index_parameter(index, parameter, value)
+        _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        rows.append({"setting": f"{parameter}={value}" if parameter else "exact",
+                     f"recall@{k}": recall_at_k(found, exact), **time_queries(index, queries, k, singles)})
+    return pd.DataFrame(rows)
+
+
+def train_quantizer(sample, nlist: int, seed: int = 0):
+    """The coarse quantizer of an IVF index: ``nlist`` spherical k-means centroids of ``sample``, searched
+    exactly by inner product (chapter 09 types the same function)."""
+    faiss = load_faiss()
+    kmeans = faiss.Kmeans(sample.shape[1], nlist, niter=10, seed=seed, spherical=True)
+    kmeans.train(sample)
+    quantizer = faiss.IndexFlatIP(sample.shape[1])
+    quantizer.add(kmeans.centroids)
+    return quantizer
+
+
+def ivf_indexes(quantizer, nlist: int) -> dict:
+    """Three inverted-file indexes over one quantizer: the lists hold the vectors whole, as 8-bit scalars
+    (a quarter of the memory), or as 32-byte product-quantizer codes (chapter 09 types the same function)."""
+    faiss = load_faiss()
+    dim, ip = quantizer.d, faiss.METRIC_INNER_PRODUCT
+    return {"IVF-Flat": faiss.IndexIVFFlat(quantizer, dim, nlist, ip),
+            "IVF-SQ8": faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, ip),
+            "IVF-PQ": faiss.IndexIVFPQ(quantizer, dim, nlist, 32, 8, ip)}
+
+
+NPROBES = (1, 2, 4, 8, 16, 32, 64, 128)
+EF_SEARCH = (16, 32, 64, 128, 256, 512)
+# candidates kept while linking each new vector into the HNSW graph (FAISS's default is 40): catalogues with
+# many close variants of each product need more, or searches stall short of the true nearest neighbours
+HNSW_BUILD_CANDIDATES = 100
+
+
+def evaluate_indexes(make_chunks, queries, nlist: int, hnsw: bool = True, k: int = 10, seed: int = 0,
+                     singles: int = 200) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every index type on the vectors ``make_chunks()`` yields (a fresh pass each call): build seconds
+    (FAISS's work only, not making the vectors), memory (``index_bytes``), and recall@k against exact
+    search with latency for each search setting; also the exact answers. The exact index goes first and
+    is deleted before the three IVF indexes, which share one quantizer and one pass over the vectors, are
+    filled; HNSW (if asked) comes last, alone. Exact search over n vectors costs n multiply-adds per
+    dimension per query, so it answers as many single queries as take about as long as ``singles``
+    queries over a million vectors."""
+    from faiss.contrib.ivf_tools import add_preassigned
+
+    faiss = load_faiss()
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    sample = next(make_chunks())[:40 * nlist]
+    seconds = {"Flat (exact)": 0.0, "quantizer": 0.0}
+    with timed() as cost:
+        quantizer = train_quantizer(sample, nlist, seed)
+    seconds["quantizer"], exact_index, lists = cost["build s"], faiss.IndexFlatIP(queries.shape[1]), []
+    for chunk in make_chunks():
+        with timed() as cost:
+            exact_index.add(chunk)
+        seconds["Flat (exact)"] += cost["build s"]
+        with timed() as cost:
+            lists.append(quantizer.assign(chunk, 1).ravel())
+        seconds["quantizer"] += cost["build s"]
+    n, memory = exact_index.ntotal, {"Flat (exact)": index_bytes(exact_index)}
+    _, exact = exact_index.search(queries, k)
+    few = max(10, min(singles, int(singles * 1e6 / n)))
+    tables = [sweep(exact_index, queries, exact, None, None, k, few).assign(index="Flat (exact)")]
+    del exact_index
+    indexes, counts = ivf_indexes(quantizer, nlist), np.bincount(np.concatenate(lists), minlength=nlist)
+    for name, index in indexes.items():
+        with timed() as cost:
+            index.train(sample)
+            reserve_lists(index, counts)
+        seconds[name] = seconds["quantizer"] + cost["build s"]
+    for chunk, assigned in zip(make_chunks(), lists, strict=True):
+        for name, index in indexes.items():
+            with timed() as cost:
+                add_preassigned(index, chunk, assigned)
+            seconds[name] += cost["build s"]
+    for name in list(indexes):
+        index = indexes.pop(name)
+        memory[name] = index_bytes(index)
+        tables.append(sweep(index, queries, exact, "nprobe", [p for p in NPROBES if p <= nlist], k, singles)
+                      .assign(index=name))
+        del index
+    if hnsw:
+        index = faiss.index_factory(queries.shape[1], "HNSW32,Flat", faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_BUILD_CANDIDATES
+        for chunk in make_chunks():
+            with timed() as cost:
+                index.add(chunk)
+            seconds["HNSW"] = seconds.get("HNSW", 0.0) + cost["build s"]
+        memory["HNSW"] = index_bytes(index)
+        tables.append(sweep(index, queries, exact, "efSearch", EF_SEARCH, k, singles).assign(index="HNSW"))
+    table = pd.concat(tables, ignore_index=True).assign(vectors=n)
+    table["build s"] = table["index"].map(seconds)
+    table["memory MiB"] = table["index"].map(memory) / 2**20
+    table["bytes per vector"] = table["index"].map(memory) / n
+    return table, exact
+
+
+def reserve_lists(index, counts) -> None:
+    """Give each inverted list of an empty IVF index room for its final number of vectors (``counts``),
+    so that adding in chunks does not leave lists over-allocated (a growing list doubles its capacity,
+    which costs up to twice the memory the vectors need)."""
+    faiss = load_faiss()
+    lists = faiss.downcast_InvertedLists(index.invlists)
+    for number, count in enumerate(np.asarray(counts)):
+        lists.resize(number, int(count))  # allocates exactly count entries ...
+        lists.resize(number, 0)  # ... and keeps them allocated while emptying the list
+
+
+def best_settings(table: pd.DataFrame, recall: float = 0.95, k: int = 10) -> pd.DataFrame:
+    """Per number of vectors and index type, the search setting with the lowest median single-query
+    latency among those reaching ``recall`` (recall@k); indexes that never reach it are left out."""
+    good = table[table[f"recall@{k}"] >= recall]
+    rows = good.loc[good.groupby(["vectors", "index"])["single ms (median)"].idxmin()]
+    return rows.set_index(["vectors", "index"]).sort_index()
+
+
+def spread(embeddings, groups) -> tuple[np.ndarray, float]:
+    """For each (normalised) embedding, the standard deviation per dimension of noise that keeps its
+    group's shape: the group's own spread per dimension (the overall one for a group of one), scaled so
+    that the noise is as long as the median distance from a real embedding to its nearest real neighbour;
+    and that scale."""
+    faiss = load_faiss()
+    vectors, groups = normalise(embeddings), np.asarray(groups)
+    overall = vectors.std(axis=0)
+    names, inverse = np.unique(groups, return_inverse=True)
+    sigma = np.stack([vectors[inverse == g].std(axis=0) if (inverse == g).sum() > 1 else overall
+                      for g in range(len(names))])
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    similarity, _ = index.search(vectors, 2)  # the first neighbour is the vector itself
+    nearest = np.sqrt(np.maximum(2 - 2 * similarity[:, 1], 0))
+    scale = float(np.median(nearest) / np.linalg.norm(sigma, axis=1).mean())
+    return (scale * sigma[inverse]).astype(np.float32), scale
+
+
+def synthesise(embeddings, noise, n: int, seed: int = 0, chunk: int = 500_000):
+    """Yield ``n`` synthetic catalogue vectors in chunks (each chunk its own random stream, so a pass
+    regenerates exactly the same vectors): a real embedding drawn at random, plus Gaussian noise of its
+    shape (``spread``), normalised. The catalogue's group sizes, its clusters and the distances between
+    neighbours stay those of the real embeddings."""
+    vectors, noise = normalise(embeddings), np.asarray(noise, np.float32)
+    if noise.shape != vectors.shape:
+        raise ValueError(f"noise {noise.shape} must have the embeddings' shape {vectors.shape} (see spread).")
+    for first in range(0, n, chunk):
+        rng = np.random.default_rng([seed, first // chunk])
+        rows = rng.integers(0, len(vectors), min(chunk, n - first))
+        out = rng.standard_normal((len(rows), vectors.shape[1]), dtype=np.float32)
+        out *= noise[rows]
+        out += vectors[rows]
+        yield normalise(out)
+
+
+def save_index(index, path) -> Path:
+    """Write a FAISS index to ``path`` through a temporary file."""
+    faiss = load_faiss()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    faiss.write_index(index, str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def load_index(path):
+    """Read an index written by ``save_index`` (FAISS's own binary format: nothing in it is executed)."""
+    faiss = load_faiss()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: build the index and save it with save_index first.")
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as err:
+        raise ValueError(f"{path} is not a readable FAISS index ({str(err).splitlines()[0]}); "
+                         "delete it and build the index again.") from err
