@@ -54,9 +54,8 @@ def faiss_blas_kernels() -> str:
 
 def normalise(vectors) -> np.ndarray:
     """Rows scaled to unit length (float32, a new array)."""
-    vectors = np.array(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    vectors = np.asarray(vectors, dtype=np.float32)  # no copy of its own: the division makes the new array
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def recall_at_k(found, exact) -> float:
@@ -94,14 +93,14 @@ def index_bytes(index) -> int:
     raise TypeError(f"index_bytes does not know {type(index).__name__}.")
 
 
-def time_queries(index, queries, k: int = 10, singles: int = 200) -> dict:
-    """Milliseconds per query: the whole batch at once on every core (``batch ms``), and one query at a time
-    on one core for the first ``singles`` queries (median and 99th percentile), as a shop's server answers
-    pages: one query per core, each core busy with its own."""
+def time_queries(index, queries, k: int = 10, singles: int = 200) -> tuple[np.ndarray, dict]:
+    """The batch's k nearest neighbours, and milliseconds per query: the whole batch at once on every core
+    (``batch ms``), and one query at a time on one core for the first ``singles`` queries (median and 99th
+    percentile), as a shop's server answers pages: one query per core, each core busy with its own."""
     faiss = load_faiss()
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     start = time.perf_counter()
-    index.search(queries, k)
+    _, found = index.search(queries, k)
     batch = (time.perf_counter() - start) / len(queries) * 1000
     single, threads = [], faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
@@ -112,21 +111,19 @@ def time_queries(index, queries, k: int = 10, singles: int = 200) -> dict:
             single.append((time.perf_counter() - start) * 1000)
     finally:
         faiss.omp_set_num_threads(threads)
-    return {"batch ms": batch, "single ms (median)": float(np.median(single)),
-            "single ms (p99)": float(np.percentile(single, 99))}
+    return found, {"batch ms": batch, "single ms (median)": float(np.median(single)),
+                   "single ms (p99)": float(np.percentile(single, 99))}
 
 
-def sweep(index, queries, exact, parameter: str | None, values, k: int = 10, singles: int = 200) -> pd.DataFrame:
+def sweep(index, queries, exact, parameter: str, values, k: int = 10, singles: int = 200) -> pd.DataFrame:
     """Recall@k against ``exact`` and latency for each value of a search-time parameter (``nprobe`` for IVF,
-    ``efSearch`` for HNSW; None for an index without one)."""
+    ``efSearch`` for HNSW)."""
     faiss = load_faiss()
     rows = []
-    for value in values if parameter else [None]:
-        if parameter:
-            faiss.ParameterSpace().set_index_parameter(index, parameter, value)
-        _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        rows.append({"setting": f"{parameter}={value}" if parameter else "exact",
-                     f"recall@{k}": recall_at_k(found, exact), **time_queries(index, queries, k, singles)})
+    for value in values:
+        faiss.ParameterSpace().set_index_parameter(index, parameter, value)
+        found, latency = time_queries(index, queries, k, singles)  # the timed batch search gives the recall too
+        rows.append({"setting": f"{parameter}={value}", f"recall@{k}": recall_at_k(found, exact), **latency})
     return pd.DataFrame(rows)
 
 
@@ -184,9 +181,8 @@ def evaluate_indexes(make_chunks, queries, nlist: int, hnsw: bool = True, k: int
             lists.append(quantizer.assign(chunk, 1).ravel())
         seconds["quantizer"] += cost["build s"]
     n, memory = exact_index.ntotal, {"Flat (exact)": index_bytes(exact_index)}
-    _, exact = exact_index.search(queries, k)
-    few = max(10, min(singles, int(singles * 1e6 / n)))
-    tables = [sweep(exact_index, queries, exact, None, None, k, few).assign(index="Flat (exact)")]
+    exact, latency = time_queries(exact_index, queries, k, max(10, min(singles, int(singles * 1e6 / n))))
+    tables = [pd.DataFrame([{"setting": "exact", f"recall@{k}": 1.0, **latency, "index": "Flat (exact)"}])]
     del exact_index
     indexes, counts = ivf_indexes(quantizer, nlist), np.bincount(np.concatenate(lists), minlength=nlist)
     for name, index in indexes.items():
