@@ -14,6 +14,11 @@ The reference is a plain Keras ResNet-9 (Page, 2018, "How to train your ResNet")
 out below without the series' helpers, trained in batches of 256: the same kind of network as chapter
 04's, so a ratio far from 1 for ``resnet_small`` would point at the series' pipeline, not the CPU.
 Random data measures speed only; the chapters measure accuracy. Takes about 6 minutes on 2 cores.
+
+    ONEDNN_MAX_CPU_ISA=AVX2 python -m helpers.bench   # how an AVX2-only CPU would do, on a newer CPU
+
+oneDNN's own ``ONEDNN_MAX_CPU_ISA`` keeps its kernels to the instructions named (and older ones):
+the table then shows what a CPU without AVX-512 and AMX computes, at this CPU's clock and caches.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.precision import PRECISIONS, cpu_flags, has_gpu
+from helpers.precision import ISA_CAP_ENV, PRECISIONS, has_gpu, usable_cpu_flags
 
 CATALOGUE_HEADS = {"gender": 5, "masterCategory": 7, "subCategory": 45, "articleType": 142, "baseColour": 46,
                    "season": 4, "usage": 8}  # about the catalogue's class counts (chapter 06)
@@ -116,18 +121,20 @@ def measure(name: str, precision: str) -> dict:
 
 def supported_precisions() -> list[str]:
     """float32, and mixed_bfloat16 where a GPU or the CPU (AVX512-BF16 or AMX-BF16) computes bfloat16."""
-    flags = cpu_flags()
+    flags = usable_cpu_flags()
     native = has_gpu() or bool({"amx_bf16", "avx512_bf16"} & flags)
     return list(PRECISIONS) if native else ["float32"]
 
 
 def machine() -> str:
-    """The CPU's model name, its cores and the flags that decide the precision."""
+    """The CPU's model name, its cores and the flags that decide the precision (less those that
+    ``$ONEDNN_MAX_CPU_ISA`` keeps oneDNN from using)."""
     names = [line.partition(":")[2].strip() for line in _cpuinfo_lines() if line.startswith("model name")]
-    flags = cpu_flags()
+    flags = usable_cpu_flags()
     shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    cap = f" (oneDNN capped by {ISA_CAP_ENV}={os.environ[ISA_CAP_ENV]})" if os.environ.get(ISA_CAP_ENV) else ""
     return (f"{names[0] if names else platform.processor()}, {os.cpu_count()} cores, "
-            f"flags: {' '.join(shown) or 'none of avx2/avx512f/amx_bf16'}")
+            f"flags: {' '.join(shown) or 'none of avx2/avx512f/amx_bf16'}{cap}")
 
 
 def _cpuinfo_lines() -> list[str]:

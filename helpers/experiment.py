@@ -69,7 +69,7 @@ BUDGETS = {
                                      flip_tta=True),
     ("resnet_small", "quick"): Budget(epochs=1, batch_size=256, train_limit=1000, test_limit=500, augment=True,
                                       flip_tta=True),
-    ("resnet50", "full"): Budget(epochs=3, batch_size=64, learning_rate=1e-3, warmup_epochs=1),
+    ("resnet50", "full"): Budget(epochs=4, batch_size=64, learning_rate=1e-3, warmup_epochs=1),
     ("resnet50", "quick"): Budget(epochs=1, train_limit=256, test_limit=500),
     # catalogue chapters (06-08): 80x60 RGB; quick mode has the first 2,000 images of chapter 01
     ("catalogue_cnn", "full"): Budget(epochs=8, batch_size=64, learning_rate=2e-3),

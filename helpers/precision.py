@@ -9,6 +9,10 @@ A chapter whose network gains nothing from AMX passes ``cpu_bfloat16=False`` and
 CPU: EfficientNet-Lite0 (chapters 06 and 08), whose depthwise convolutions train two to three times
 slower in bfloat16 on the CPU the series was measured on.
 
+Setting oneDNN's own ``ONEDNN_MAX_CPU_ISA`` below AMX (e.g. ``AVX2``) makes such a CPU compute like an
+older one, and the rule then picks float32 too: that is how this series times an AVX2-only machine on a
+newer CPU (``ONEDNN_MAX_CPU_ISA=AVX2 python -m helpers.bench``).
+
 Override with the ``SERIES_PRECISION`` environment variable or a chapter's ``precision``
 parameter: ``auto`` (the default, the rule above), ``float32`` or ``mixed_bfloat16``. A run is
 deterministic for a given machine and precision; the two precisions give slightly different numbers.
@@ -21,6 +25,7 @@ from pathlib import Path
 
 PRECISION_ENV = "SERIES_PRECISION"
 PRECISIONS = ("float32", "mixed_bfloat16")
+ISA_CAP_ENV = "ONEDNN_MAX_CPU_ISA"  # oneDNN's own switch: the newest instruction set its kernels may use
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
@@ -33,6 +38,21 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
         if line.startswith("flags"):
             return set(line.partition(":")[2].split())
     return set()
+
+
+def usable_cpu_flags(flags: set[str] | None = None, isa_cap: str | None = None) -> set[str]:
+    """The CPU's flags less those oneDNN is told not to use: ``$ONEDNN_MAX_CPU_ISA`` (e.g. ``AVX2``) caps
+    the instructions its kernels dispatch to, which makes a newer CPU compute like an older one."""
+    flags = cpu_flags() if flags is None else flags
+    cap = (os.environ.get(ISA_CAP_ENV, "") if isa_cap is None else isa_cap).upper()
+    if cap in ("", "ALL", "DEFAULT") or "AMX" in cap:
+        return flags
+    hidden = {"amx_bf16", "amx_tile", "amx_int8"}
+    if "BF16" not in cap:
+        hidden.add("avx512_bf16")
+    if "512" not in cap and "AVX10" not in cap:
+        hidden |= {f for f in flags if f.startswith("avx512")}
+    return flags - hidden
 
 
 def has_gpu() -> bool:
@@ -53,10 +73,13 @@ def choose(requested: str | None = None, flags: set[str] | None = None, gpu: boo
                          f"use auto or one of {PRECISIONS}.")
     if has_gpu() if gpu is None else gpu:
         return "mixed_bfloat16", "auto: a GPU is present"
-    if "amx_bf16" in (cpu_flags() if flags is None else flags):
+    flags = cpu_flags() if flags is None else flags
+    if "amx_bf16" in usable_cpu_flags(flags):
         if not cpu_bfloat16:
             return "float32", "auto: this chapter's network runs faster in float32 on a CPU, even with AMX-BF16"
         return "mixed_bfloat16", "auto: this CPU has AMX-BF16"
+    if "amx_bf16" in flags:
+        return "float32", f"auto: ${ISA_CAP_ENV} keeps oneDNN off this CPU's AMX-BF16"
     return "float32", "auto: this CPU has no AMX-BF16, so bfloat16 would be emulated and slower"
 
 

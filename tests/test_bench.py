@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from helpers import bench
+from helpers import bench, precision
 
 
 def test_benchmark_reports_every_model_against_the_reference(tmp_path, capsys):
@@ -20,7 +20,11 @@ def test_benchmark_reports_every_model_against_the_reference(tmp_path, capsys):
 
 def test_supported_precisions_follow_the_cpu(monkeypatch):
     monkeypatch.setattr(bench, "has_gpu", lambda: False)
-    monkeypatch.setattr(bench, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.delenv(precision.ISA_CAP_ENV, raising=False)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2"})
     assert bench.supported_precisions() == ["float32"]
-    monkeypatch.setattr(bench, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512f", "amx_bf16"})
     assert bench.supported_precisions() == ["float32", "mixed_bfloat16"]
+    monkeypatch.setenv(precision.ISA_CAP_ENV, "AVX2")  # an AVX2-only CPU, imitated by capping oneDNN
+    assert bench.supported_precisions() == ["float32"]
+    assert "flags: avx2 (oneDNN capped by ONEDNN_MAX_CPU_ISA=AVX2)" in bench.machine()

@@ -15,13 +15,33 @@ from helpers import experiment, precision
 ])
 def test_auto_uses_bfloat16_only_where_it_is_native(flags, gpu, expected, monkeypatch):
     monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
+    monkeypatch.delenv(precision.ISA_CAP_ENV, raising=False)
     policy, reason = precision.choose(None, flags, gpu)
     assert policy == expected
     assert reason.startswith("auto:")
 
 
+@pytest.mark.parametrize("cap, usable", [
+    ("", {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}),
+    ("AVX512_CORE_AMX", {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}),
+    ("avx512_core_bf16", {"avx2", "avx512f", "avx512_bf16"}),
+    ("AVX512_CORE", {"avx2", "avx512f"}),
+    ("AVX2", {"avx2"}),
+])
+def test_onednn_isa_cap_hides_the_instructions_it_forbids(cap, usable, monkeypatch):
+    flags = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+    assert precision.usable_cpu_flags(flags, cap) == usable
+    monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
+    monkeypatch.setenv(precision.ISA_CAP_ENV, cap)
+    policy, reason = precision.choose(None, flags, False)
+    assert policy == ("mixed_bfloat16" if "amx_bf16" in usable else "float32")
+    if policy == "float32":
+        assert reason == "auto: $ONEDNN_MAX_CPU_ISA keeps oneDNN off this CPU's AMX-BF16"
+
+
 def test_a_chapter_can_keep_float32_on_every_cpu(monkeypatch):
     monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
+    monkeypatch.delenv(precision.ISA_CAP_ENV, raising=False)
     assert precision.choose(None, {"amx_bf16"}, False, cpu_bfloat16=False)[0] == "float32"
     assert precision.choose(None, set(), True, cpu_bfloat16=False)[0] == "mixed_bfloat16"  # a GPU still gains
     assert precision.choose("mixed_bfloat16", {"amx_bf16"}, False, cpu_bfloat16=False)[0] == "mixed_bfloat16"
