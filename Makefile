@@ -4,7 +4,8 @@ PY := $(VENV)/bin/python
 # The read-only datasets beside the checkout, when present; otherwise helpers downloads them.
 export FASHION_DATA_ROOT ?= $(wildcard $(abspath ../shared/data))
 export TF_CPP_MIN_LOG_LEVEL ?= 2
-MODE ?= full
+# The mode of `make series`: MODE, else $SERIES_MODE (as for the runner and the chapters), else full.
+MODE ?= $(or $(SERIES_MODE),full)
 # 1: the exact versions the committed results were produced with (requirements-lock.txt, Linux x86-64,
 # Python 3.11); 0: the newest versions environment.yml's ranges allow (other platforms, upgrades).
 LOCK ?= 1
@@ -33,7 +34,7 @@ lock: setup              ## rewrite requirements-lock.txt from environment.yml (
 	$(VENV)/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --no-annotate --strip-extras \
 		$(if $(UPGRADE),--upgrade,--constraint build/installed.txt) --output-file requirements-lock.txt build/requirements.in
 
-series: setup            ## the whole series (MODE=full by default: about 2 hours on 2 CPU cores)
+series: setup            ## the whole series (full mode unless MODE or SERIES_MODE says otherwise: about 2 h)
 	$(PY) -m helpers.runner --mode $(MODE)
 
 quick: setup             ## the whole series in quick mode (tiny subsets: does it run?), under build/quick/

@@ -19,17 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from helpers.catalogue_schema import COLUMNS, LABELS, whole_numbers
 from helpers.fashion_mnist import DataError, sha256_of
+from helpers.mirror import MIRROR, load_mirror
 from helpers.paths import atomic_write_bytes, data_roots
 
 FOLDER = "fashion-product-images-small"
-COLUMNS = ["id", "gender", "masterCategory", "subCategory", "articleType", "baseColour",
-           "season", "year", "usage", "productDisplayName"]
-LABELS = COLUMNS[1:7] + ["usage"]
 IMAGE_SIZE = (80, 60)  # height, width
-SOURCE_ENV = "FASHION_CATALOGUE"  # kaggle (default), mirror, auto, or a mirror's name or folder
+SOURCE_ENV = "FASHION_CATALOGUE"  # one of SOURCES (kaggle by default) or a folder in the mirror's format
+SOURCES = {"kaggle": "Kaggle's files, the default", "mirror": f"the Hugging Face mirror {MIRROR}",
+           "auto": "Kaggle's files, else the mirror"}
 HOW_TO_GET = (
     "Get it with the Kaggle command line: `kaggle datasets download -d "
     "paramaggarwal/fashion-product-images-small`, then unzip it so that styles.csv and images/ "
@@ -67,13 +68,9 @@ def _read_text(path: Path) -> str:
 
 
 def _column_of_numbers(frame: pd.DataFrame, column: str, lines: list[int], path: Path) -> pd.Series:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() & frame[column].notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{path}, line {lines[row]}: {column} {frame[column].iloc[row]!r} is not a number. "
-                        f"Restore the original file. {HOW_TO_GET}")
-    return values
+    """The column as whole numbers (``Int64``; only year may be empty); any other value names its line."""
+    return whole_numbers(frame[column], column, lambda row: f"{path}, line {lines[row]}",
+                         f"Restore the original file. {HOW_TO_GET}", required=column == "id")
 
 
 def read_styles(path: Path) -> tuple[pd.DataFrame, list[int]]:
@@ -107,8 +104,8 @@ def read_styles(path: Path) -> tuple[pd.DataFrame, list[int]]:
         raise DataError(f"{path} ends in the middle of line {lines[-1]} (no line break at the end): the file "
                         f"looks cut short. Restore the original file. {HOW_TO_GET}")
     frame = pd.DataFrame(records, columns=COLUMNS).replace({"": pd.NA, "NA": pd.NA})
-    frame["id"] = _column_of_numbers(frame, "id", lines, path).astype(int)
-    frame["year"] = _column_of_numbers(frame, "year", lines, path).astype("Int64")
+    frame["id"] = _column_of_numbers(frame, "id", lines, path).astype("int64")
+    frame["year"] = _column_of_numbers(frame, "year", lines, path)
     repeated = frame["id"].duplicated(keep=False).to_numpy()
     if repeated.any():
         first = frame["id"].to_numpy()[repeated][0]
@@ -120,18 +117,12 @@ def read_styles(path: Path) -> tuple[pd.DataFrame, list[int]]:
 
 
 def decode_image(payload: bytes, where: str, size: tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
-    """Decode image bytes to RGB uint8 (height, width, 3), converting and resizing as needed."""
-    try:
-        with Image.open(io.BytesIO(payload)) as img:
-            img = img.convert("RGB")
-            if img.size != size[::-1]:
-                img = img.resize(size[::-1], Image.Resampling.BILINEAR)
-            return np.asarray(img, dtype=np.uint8)
-    except UnidentifiedImageError as err:  # its message names an in-memory buffer, not the file
-        raise DataError(f"{where} cannot be decoded (not an image format Pillow reads); replace or remove the "
-                        "file.") from err
-    except OSError as err:
-        raise DataError(f"{where} cannot be decoded ({err}); replace or remove the file.") from err
+    """Decode image bytes to RGB uint8 (height, width, 3) as a person sees the photo (``helpers.photos``, the
+    one decoder of the catalogue, the feed and your own photos): upright, transparency on white, any bit depth,
+    resized bilinearly. A damaged or oversized file is a ``DataError`` naming ``where``."""
+    from helpers.photos import decode_bytes  # photos must not import catalogue back
+
+    return decode_bytes(payload, where, size)
 
 
 def _image_id(name: str, where: str) -> int:
@@ -194,6 +185,18 @@ class ImageSource:
         return pd.DataFrame(rows, columns=["id", "width", "height", "mode"])
 
 
+class ImagesInMemory(ImageSource):
+    """Photos held in memory by id (the mirror's), with the interface of ``ImageSource``."""
+
+    def __init__(self, photos: dict[int, bytes], where: str):
+        self.folder, self.zip_path, self._zip = Path(where), None, None
+        self._photos = photos
+        self.paths = {image_id: image_id for image_id in photos}
+
+    def read(self, image_id: int) -> bytes:
+        return self._photos[image_id]
+
+
 @dataclass
 class Opened:
     """A catalogue ready for chapter 01: its rows, the repaired lines, its photos and where it came from."""
@@ -206,22 +209,35 @@ class Opened:
     report: dict | None = None  # for a mirror: how its rows differ from Kaggle's file
 
 
+def catalogue_source(source: str | None = None) -> str:
+    """Where the catalogue comes from: ``source``, else ``$FASHION_CATALOGUE``, else ``kaggle``. It must be
+    one of ``SOURCES`` (exactly: ``Kaggle`` or `` kaggle`` is not ``kaggle``) or an existing folder in the
+    mirror's format; anything else is an error listing them, at once, before any download is tried."""
+    value = source or os.environ.get(SOURCE_ENV) or "kaggle"
+    if value in SOURCES:
+        return value
+    if Path(value).expanduser().is_dir():
+        return str(Path(value).expanduser().resolve())
+    given = f"source {value!r}" if source else f"{SOURCE_ENV}={value!r}"
+    accepted = "; ".join(f"{name} ({what})" for name, what in SOURCES.items())
+    raise DataError(f"{given} is not a catalogue source. Use one of: {accepted}; or the path of an existing "
+                    "folder holding a copy in the mirror's format (a data/ folder of parquet files).")
+
+
 def open_catalogue(data_root=None, source: str | None = None) -> Opened | None:
-    """The catalogue from ``source`` (default ``$FASHION_CATALOGUE``, else ``kaggle``): ``kaggle``, Kaggle's
-    files in the data folders (None when absent); ``mirror``, the Hugging Face mirror (a download);
-    ``auto``, Kaggle's files, else the mirror; anything else, a mirror name or a local copy in its format."""
-    source = source or os.environ.get(SOURCE_ENV) or "kaggle"
+    """The catalogue from ``catalogue_source(source)``: ``kaggle``, Kaggle's files in the data folders (None
+    when absent); ``mirror``, the Hugging Face mirror (a download); ``auto``, Kaggle's files, else the
+    mirror; a folder, a local copy in the mirror's format. Any other value is an error naming the valid ones."""
+    source = catalogue_source(source)
     folder = find_catalogue(data_root) if source in ("kaggle", "auto") else None
     if folder is not None:
         styles, repaired = read_styles(folder / "styles.csv")
         return Opened(styles, repaired, ImageSource(folder), f"Kaggle's files in {folder}", folder / "styles.csv")
     if source == "kaggle":
         return None
-    from helpers.mirror import MIRROR, load_mirror
-
     name = MIRROR if source in ("mirror", "auto") else source
-    styles, images, report = load_mirror(name)
-    return Opened(styles, [], images, f"the mirror {name}", None, report)
+    styles, photos, report = load_mirror(name)
+    return Opened(styles, [], ImagesInMemory(photos, name), f"the mirror {name}", None, report)
 
 
 @dataclass
@@ -278,12 +294,12 @@ def save_processed(folder, frame: pd.DataFrame, images: np.ndarray, styles: Path
     folder.mkdir(parents=True, exist_ok=True)
     paths = processed_paths(folder)
     paths["source"].unlink(missing_ok=True)  # arrays without their record are never taken as current
-    tmp_table, tmp_images = (p.with_name(p.name + ".part") for p in (paths["table"], paths["images"]))
-    frame.to_csv(tmp_table, index=False)
-    with open(tmp_images, "wb") as fh:
-        np.save(fh, images)
-    tmp_table.replace(paths["table"])
-    tmp_images.replace(paths["images"])
+    from helpers.paths import replacing
+
+    with replacing(paths["table"]) as tmp_table, replacing(paths["images"]) as tmp_images:
+        frame.to_csv(tmp_table, index=False)
+        with open(tmp_images, "wb") as fh:
+            np.save(fh, images)
     record = {"styles": str(styles) if styles else None, "styles_sha256": sha256_of(styles) if styles else None,
               "rows": len(frame), "images": len(images)}
     atomic_write_bytes(paths["source"], json.dumps(record, indent=2).encode())

@@ -5,17 +5,16 @@ and loads anonymously with the ``datasets`` library. Kaggle's ``styles.csv`` and
 reference the committed results come from; ``mirror_report`` says how a mirror's rows differ from them.
 
 ``load_mirror`` takes the mirror's name or a local folder in its format (a ``data/`` folder of parquet
-files, as the Hub stores it), through the same ``datasets.load_dataset`` call.
+files, as the Hub stores it), through the same ``datasets.load_dataset`` call, and gives the rows and each
+row's photo bytes; ``catalogue.open_catalogue`` serves those photos like Kaggle's. This module reads only
+the catalogue's schema (``catalogue_schema``), never ``catalogue`` itself, which calls it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pandas as pd
 
-from helpers.catalogue import COLUMNS, LABELS, ImageSource
+from helpers.catalogue_schema import COLUMNS, LABELS, whole_numbers
 from helpers.fashion_mnist import DataError
 
 MIRROR = "ashraq/fashion-product-images-small"
@@ -23,21 +22,10 @@ KAGGLE_ROWS = 44446  # rows of Kaggle's styles.csv (5 of them without a photo)
 KAGGLE_REPAIRED = 22  # rows of Kaggle's styles.csv whose unquoted comma chapter 01 repairs
 
 
-class MirrorImages(ImageSource):
-    """The mirror's photos, by id, with the interface of ``catalogue.ImageSource``."""
-
-    def __init__(self, photos: dict[int, bytes], where: str):
-        self.folder, self.zip_path, self._zip = Path(where), None, None
-        self._photos = photos
-        self.paths = {image_id: image_id for image_id in photos}
-
-    def read(self, image_id: int) -> bytes:
-        return self._photos[image_id]
-
-
-def load_mirror(source: str = MIRROR) -> tuple[pd.DataFrame, MirrorImages, dict]:
-    """``(styles, images, report)`` from the mirror (downloaded and cached by ``datasets``) or a local
-    copy in its format. ``styles`` has styles.csv's columns and types; a repeated id keeps its first row."""
+def load_mirror(source: str = MIRROR) -> tuple[pd.DataFrame, dict[int, bytes], dict]:
+    """``(styles, photos, report)`` from the mirror (downloaded and cached by ``datasets``) or a local
+    copy in its format. ``styles`` has styles.csv's columns and types; a repeated id keeps its first row;
+    ``photos`` maps an id to its stored JPEG bytes (a row without a photo has none)."""
     try:
         import datasets
     except ImportError as err:
@@ -59,21 +47,21 @@ def load_mirror(source: str = MIRROR) -> tuple[pd.DataFrame, MirrorImages, dict]
         if not again and image and image.get("bytes"):
             photos[int(image_id)] = image["bytes"]
     kept = styles[~repeated].reset_index(drop=True)
-    return kept, MirrorImages(photos, str(source)), mirror_report(kept, int(repeated.sum()), len(photos))
+    return kept, photos, mirror_report(kept, int(repeated.sum()), len(photos))
 
 
 def _as_styles(frame: pd.DataFrame, source) -> pd.DataFrame:
-    """The mirror's columns with read_styles' conventions: text with "" and "NA" missing, integer id and year."""
+    """The mirror's columns with read_styles' conventions: text with "" and "NA" missing, id and year whole
+    numbers (year may be missing); a value that is not one names its row, counted from 0 as ``datasets`` does."""
     styles = frame.copy()
     for column in COLUMNS:
         if column not in ("id", "year"):
             styles[column] = styles[column].astype("string").replace({"": pd.NA, "NA": pd.NA})
-    ids = pd.to_numeric(styles["id"], errors="coerce")
-    if ids.isna().any():
-        row = int(np.flatnonzero(ids.isna())[0])
-        raise DataError(f"{source}: row {row} has id {frame['id'].iloc[row]!r}, not a number.")
-    styles["id"] = ids.astype(int)
-    styles["year"] = pd.to_numeric(styles["year"], errors="coerce").round().astype("Int64")
+    fix = "Correct that row of the copy, or use Kaggle's files instead (FASHION_CATALOGUE=kaggle)."
+    for column in ("id", "year"):
+        styles[column] = whole_numbers(frame[column], column, lambda row: f"{source}, row {row}", fix,
+                                       required=column == "id")
+    styles["id"] = styles["id"].astype("int64")
     return styles
 
 

@@ -11,7 +11,8 @@ from importlib import metadata
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from helpers.paths import atomic_write_bytes, results_dir, series_mode
+from helpers import runlock
+from helpers.paths import atomic_write_bytes, figures_dir, processed_dir, remove_stale_parts, results_dir, series_mode
 
 PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotlib", "seaborn")
 # Minutes each chapter takes on a 2-core CPU, per mode: what a reader is told before it trains.
@@ -25,16 +26,21 @@ _started: dict[str, float] = {}
 
 def start(chapter: str, mode: str | None = None, seed: int = 42, precision: str | None = None,
           cpu_bfloat16: bool = True) -> str:
-    """Choose the precision (``helpers.precision``; ``cpu_bfloat16=False`` for networks that train faster
-    in float32 on any CPU), check the mode, seed everything, set the figure style; return the mode. The
-    first line printed says which precision this run computes in, and why."""
+    """Check the mode and take its output folder (``helpers.runlock``: another run in the same mode is
+    refused with a message), remove what killed writers left there, choose the precision
+    (``helpers.precision``; ``cpu_bfloat16=False`` for networks that train faster in float32 on any CPU),
+    seed everything, set the figure style; return the mode. The first line printed says which precision
+    this run computes in, and why."""
+    mode = series_mode(mode)
+    runlock.claim(f"chapter {chapter}", mode)
+    remove_stale_parts(results_dir(mode), figures_dir(mode), processed_dir(mode))
+    check_memory(chapter, mode)
     import tensorflow as tf
 
     from helpers import precision as precisions
     from helpers.training import set_seed
 
     policy, reason = precisions.apply(precision, cpu_bfloat16)
-    mode = series_mode(mode)
     _started[chapter] = time.perf_counter()
     set_seed(seed)
     devices = [d.device_type for d in tf.config.list_logical_devices()]  # initialise devices here
@@ -62,6 +68,27 @@ def run_plan(chapter: str, mode: str) -> str:
             "gives results worth reading.")
 
 
+def recorded_peak_mib(chapter: str, mode: str) -> float | None:
+    """The peak memory this chapter reached the last time it finished in ``mode`` (its run_NN.json; in full
+    mode the committed record), or None when it never has."""
+    path = results_dir(mode) / f"run_{chapter}.json"
+    try:
+        return float(json.loads(path.read_text())["peak_memory_mib"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_memory(chapter: str, mode: str) -> None:
+    """Stop before anything is computed (``memory.require``) when the memory this chapter took the last time
+    it ran in this mode, less what this process holds already, is more than the machine has available."""
+    from helpers import memory
+
+    peak = recorded_peak_mib(chapter, mode)
+    if peak is not None:
+        lighter = {"full": 'mode = "lesson"', "lesson": 'mode = "quick"'}.get(mode, "")
+        memory.require(f"Chapter {chapter} in {mode} mode", max(peak - memory.resident_mib(), 0), lighter)
+
+
 def peak_memory_mib() -> float:
     """Peak resident memory of this process (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -78,7 +105,7 @@ def versions() -> dict[str, str]:
 
 
 def finish(chapter: str, mode: str | None = None) -> dict:
-    """Print and save this run's time, peak memory and library versions."""
+    """Print and save this run's time, peak memory and library versions; give the output folder back."""
     import keras
 
     record = {"chapter": chapter, "mode": series_mode(mode), "precision": keras.mixed_precision.global_policy().name,
@@ -88,4 +115,5 @@ def finish(chapter: str, mode: str | None = None) -> dict:
                        json.dumps(record, indent=2).encode())
     print(f"Chapter {chapter} ran in {record['minutes']} min, peak memory {record['peak_memory_mib']} MiB.")
     print("Library versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()))
+    runlock.release()
     return record

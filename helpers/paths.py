@@ -12,7 +12,12 @@ overwrite what is committed.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,31 +59,97 @@ def output_root(mode: str | None = None) -> Path:
     return REPO_ROOT if mode == "full" else REPO_ROOT / "build" / mode
 
 
-def results_dir(mode: str | None = None) -> Path:
-    path = output_root(mode) / "results"
-    path.mkdir(parents=True, exist_ok=True)
+class OutputNotWritableError(OSError):
+    """The series cannot write where its outputs go (a read-only checkout, a folder of another user)."""
+
+
+def writable_dir(path) -> Path:
+    """Make the folder ``path`` (and its parents) and check that this process can write in it; otherwise
+    stop with one message that names the folder and the fix."""
+    path = path if isinstance(path, Path) else Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK):  # an existing folder of a read-only mount, or of another user
+            code = errno.EROFS if os.statvfs(path).f_flag & os.ST_RDONLY else errno.EACCES
+            raise OSError(code, os.strerror(code), str(path))
+    except OSError as err:
+        if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        why = "the file system is read-only" if err.errno == errno.EROFS else "permission denied"
+        raise OutputNotWritableError(
+            f"Cannot write to {path} ({why}). The series writes its results, figures and executed chapters "
+            f"inside its checkout, {REPO_ROOT}: copy the checkout to a folder you can write to (for example "
+            f"`cp -r {REPO_ROOT} ~/fashion-series`) and run it from there.") from None
     return path
+
+
+def results_dir(mode: str | None = None) -> Path:
+    return writable_dir(output_root(mode) / "results")
 
 
 def figures_dir(mode: str | None = None) -> Path:
-    path = output_root(mode) / "figures"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return writable_dir(output_root(mode) / "figures")
 
 
 def processed_dir(mode: str | None = None) -> Path:
     """Cleaned arrays made by chapter 01 (git-ignored): data/processed, or build/<mode>/processed."""
-    path = REPO_ROOT / "data" / "processed" if series_mode(mode) == "full" else output_root(mode) / "processed"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    root = REPO_ROOT / "data" / "processed" if series_mode(mode) == "full" else output_root(mode) / "processed"
+    return writable_dir(root)
+
+
+# the temporary names ``replacing`` makes: .<name>.<writer's PID>-<8 random characters>.part[<suffix>]
+TEMPORARY_NAME = re.compile(r"^\..+\.(?P<pid>\d+)-[a-z0-9_]{8}\.part(\.[^.]+)*$")
+
+
+@contextmanager
+def replacing(path, suffix: str = "") -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path``; when the block ends, rename it onto ``path``.
+
+    The name is hidden, unique to this writer, holds this process's ID (so a leftover of a killed writer
+    can be told from a live one: ``remove_stale_parts``) and ends in ``.part`` + ``suffix``, for
+    libraries that choose the format by extension (``suffix=".keras"``). If the block fails, the temporary
+    file is removed and ``path`` is left as it was. Two writers of the same file never share a temporary
+    name, so neither can rename the other's half-written file into place; the last complete one wins."""
+    path = Path(path)
+    writable_dir(path.parent)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=f".part{suffix}", dir=path.parent)
+    os.close(handle)
+    tmp = Path(name)
+    tmp.chmod(0o644)  # mkstemp makes it private; the finished file is an ordinary one
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        return True
+    return True
+
+
+def remove_stale_parts(*folders) -> list[Path]:
+    """Delete the temporary files that ``replacing`` left in ``folders`` when its writer was killed: those
+    whose writer (the process ID in the name) is no longer running. Returns what it removed."""
+    removed = []
+    for folder in folders:
+        for path in Path(folder).glob(".*.part*"):
+            match = TEMPORARY_NAME.match(path.name)
+            if match and path.is_file() and not is_running(int(match["pid"])):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write ``payload`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_bytes(payload)
 
 
 def save_csv(table, name: str, mode: str | None = None, index: bool = True) -> Path:

@@ -6,7 +6,6 @@ Saving is the caller's choice: ``save_fig(fig, "02", "confusion")`` writes
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,7 +13,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-from helpers.paths import figures_dir
+from helpers.paths import figures_dir, replacing
 
 
 def _axes(ax, figsize=(6, 4.5)):
@@ -26,9 +25,8 @@ def _axes(ax, figsize=(6, 4.5)):
 def save_fig(fig, notebook: str, name: str, mode: str | None = None, dpi: int = 110) -> Path:
     """Write ``<figures>/<notebook>_<name>.png`` through a temporary file; return the path."""
     path = figures_dir(mode) / f"{notebook}_{name}.png"
-    tmp = path.with_name(path.stem + ".part.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
+    with replacing(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     return path
 
 
@@ -345,19 +343,32 @@ def plot_review_curves(curves: dict, chosen: dict, required: float, ax=None, tit
     return fig
 
 
+# Okabe & Ito's colour-blind-safe palette (https://jfly.uni-koeln.de/color/), black first
+OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
+
+
 def plot_recall_latency(table, k: int = 10, title: str = ""):
     """Recall@k against median single-query latency (log scale), one panel per number of vectors and one
-    line per index type (``vectors.evaluate_indexes``' table)."""
+    line per index type through its best settings (each point: no faster setting reaches its recall).
+    Colours from a colour-blind-safe palette, one per index family; re-ranked indexes dashed."""
     sizes = sorted(table["vectors"].unique())
-    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 4.2), sharey=True, squeeze=False)
+    families = list(dict.fromkeys(name.removesuffix(" + re-rank") for name in table["index"]))
+    colour = dict(zip(families, OKABE_ITO * 2))
+    lines = {}
     for ax, size in zip(axes[0], sizes):
         for name, rows in table[table["vectors"] == size].groupby("index", sort=False):
-            ax.plot(rows["single ms (median)"], rows[f"recall@{k}"], marker="o", label=name)
-        ax.axhline(0.95, ls="--", color="grey", lw=1)
+            rows = rows.sort_values("single ms (median)")
+            best = rows[rows[f"recall@{k}"] >= rows[f"recall@{k}"].cummax()]  # the Pareto front
+            family = name.removesuffix(" + re-rank")
+            (lines[name],) = ax.plot(best["single ms (median)"], best[f"recall@{k}"], marker="o", ms=4,
+                                     color=colour[family], ls="--" if name != family else "-", label=name)
+        ax.axhline(0.95, ls=":", color="grey", lw=1)
         ax.set(xscale="log", xlabel="single query, median ms", title=f"{size:,} vectors")
         ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0][0].set(ylabel=f"recall@{k} against exact search")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.legend(lines.values(), lines.keys(), loc="lower center", ncol=min(len(lines), 4), fontsize=8,
+               bbox_to_anchor=(0.5, -0.02), frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(lines) - 1) // 4), 1, 1))
     return fig

@@ -7,7 +7,10 @@
 
 The mode comes from --mode, else $SERIES_MODE, else quick (the same rule as the chapters). Without the
 Kaggle catalogue, the chapters that need it (06-08) are skipped with the command that gets it.
-Each chapter's library start-up logs go to build/<mode>/logs/NN.log, not to the terminal.
+Each chapter's library start-up logs go to build/<mode>/logs/NN.log, not to the terminal. A run holds its
+mode's output folder (helpers.runlock): a second run in the same mode is refused with a message. A chapter
+that fails leaves its partial run as NN_name.part.ipynb beside the executed chapters, and the HTML index
+still covers the chapters that ran before it.
 Exit status: 0 when every chapter that could run ran (skipped ones are listed), 1 when a chapter failed,
 2 for bad arguments, 130 when stopped with Ctrl-C.
 """
@@ -25,9 +28,23 @@ from pathlib import Path
 
 import nbformat
 import papermill as pm
+from nbclient.exceptions import DeadKernelError
 from nbconvert import HTMLExporter
 
-from helpers.paths import DATA_ROOT_ENV, MODE_ENV, MODES, REPO_ROOT, output_root, series_mode
+from helpers import runlock
+from helpers.failures import failing_cell, kernel_died
+from helpers.paths import (
+    DATA_ROOT_ENV,
+    MODE_ENV,
+    MODES,
+    REPO_ROOT,
+    OutputNotWritableError,
+    output_root,
+    remove_stale_parts,
+    replacing,
+    series_mode,
+    writable_dir,
+)
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 3600
@@ -37,7 +54,10 @@ CHAPTER_NAME = re.compile(r"\d\d_[A-Za-z0-9_-]+\.ipynb")  # 02_benchmark.ipynb; 
 
 
 class SeriesError(RuntimeError):
-    """A notebook failed; the message names the notebook and the cell."""
+    """A notebook failed; the message names the notebook and the cell. ``timings`` lists the chapters that
+    ran before it."""
+
+    timings: list[dict] = []
 
 
 def chapters(notebooks_dir: Path | None = None) -> list[Path]:
@@ -61,19 +81,6 @@ def select(only: list[str] | None, available: list[Path] | None = None) -> list[
             raise ValueError(f"--only {item}: there is no chapter {item}; the chapters are {', '.join(by_number)}.")
         wanted.append(number)
     return [p for p in available if p.name[:2] in wanted]
-
-
-def _failing_cell(path: Path) -> str:
-    nb = nbformat.read(path, as_version=4)  # without the banners papermill adds: indices as in the chapter
-    cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
-    for index, cell in enumerate(cells):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-                first_line = lines[0].strip() if lines else ""
-                return (f"cell {index} (run as In [{cell.execution_count}], {first_line!r}): "
-                        f"{output['ename']}: {output['evalue']}")
-    return "no cell recorded an error"
 
 
 def executed_dir(mode: str) -> Path:
@@ -107,21 +114,39 @@ def _stderr_to(path: Path):
 
 
 def catalogue_available() -> bool:
-    """Kaggle's files are found in the data folders, or ``$FASHION_CATALOGUE`` asks for the mirror (chapter
-    01 downloads it). ``run_series`` puts an explicit ``data_root`` into ``$FASHION_DATA_ROOT`` first."""
-    from helpers.catalogue import SOURCE_ENV, find_catalogue
+    """Kaggle's files are found in the data folders, or ``$FASHION_CATALOGUE`` asks for the mirror or names a
+    folder in its format (chapter 01 loads it). A value that is neither (a typo such as ``mirorr``) raises
+    ``DataError`` listing the accepted ones: ``run_series`` asks before running any chapter, so the series
+    stops before 01 instead of failing there and losing 02-05. A folder is put back into the environment as
+    an absolute path, since the chapters run from notebooks/. ``run_series`` puts an explicit ``data_root``
+    into ``$FASHION_DATA_ROOT`` first."""
+    from helpers.catalogue import SOURCE_ENV, SOURCES, catalogue_source, find_catalogue
 
-    return find_catalogue() is not None or os.environ.get(SOURCE_ENV, "kaggle") != "kaggle"
+    source = catalogue_source()
+    if source not in SOURCES:
+        os.environ[SOURCE_ENV] = source
+    return source != "kaggle" or find_catalogue() is not None
 
 
 def run_series(mode: str, seed: int = DEFAULT_SEED, epochs: int | None = None, data_root: str | None = None,
                only: list[str] | None = None, skipped: dict | None = None) -> list[dict]:
     """Execute each selected chapter in order; return the minutes each took (kernel start included).
 
-    Chapters that need the catalogue are skipped when it is absent; their reasons go into ``skipped``.
+    The run first takes its mode's output folder (``helpers.runlock``), so a second run in the same mode is
+    refused. Chapters that need the catalogue are skipped when it is absent; their reasons go into
+    ``skipped``. When a chapter fails, the ``SeriesError`` holds the timings of the chapters before it.
     """
-    out_dir = executed_dir(mode)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    runlock.claim("the series runner", mode)
+    try:
+        return _run_chapters(mode, seed, epochs, data_root, only, {} if skipped is None else skipped)
+    finally:
+        runlock.release()
+
+
+def _run_chapters(mode: str, seed: int, epochs: int | None, data_root: str | None, only: list[str] | None,
+                  skipped: dict) -> list[dict]:
+    out_dir = writable_dir(executed_dir(mode))
+    remove_stale_parts(out_dir)  # what a killed run left
     # The mode and the data folder reach the chapters through the environment, and only parameters that
     # differ from the parameters cell are injected: a default run's notebooks carry no injected cell, and
     # a committed notebook never carries `mode = "full"`, which nbval's quick rerun would obey.
@@ -130,7 +155,6 @@ def run_series(mode: str, seed: int = DEFAULT_SEED, epochs: int | None = None, d
         os.environ[DATA_ROOT_ENV] = str(Path(data_root).resolve())
     params = {k: v for k, v in (("seed", seed), ("epochs", epochs))
               if v is not None and not (k == "seed" and v == DEFAULT_SEED)}
-    skipped = {} if skipped is None else skipped
     has_catalogue = catalogue_available()
     timings = []
     for source in select(only):
@@ -138,11 +162,25 @@ def run_series(mode: str, seed: int = DEFAULT_SEED, epochs: int | None = None, d
             skipped[source.name] = "needs the Kaggle catalogue"
             print(f"-- {source.name}: skipped, it needs the Kaggle catalogue", flush=True)
             continue
-        target = out_dir / source.name
-        tmp = target.with_name(target.stem + ".part.ipynb")
-        log = logs_dir(mode) / f"{source.stem}.log"
+        runlock.claim(f"the series runner, at {source.name}", mode)
         print(f"== {source.name} ({mode})", flush=True)
         start = time.perf_counter()
+        try:
+            _run_chapter(source, out_dir / source.name, params, mode)
+        except SeriesError as err:
+            err.timings = timings
+            raise
+        timings.append({"notebook": source.name, "minutes": round((time.perf_counter() - start) / 60, 2)})
+        print(f"   done in {timings[-1]['minutes']} min", flush=True)
+    return timings
+
+
+def _run_chapter(source: Path, executed: Path, params: dict, mode: str) -> None:
+    """Execute ``source`` into ``executed`` through a temporary file of its own. A run that fails leaves its
+    partial notebook as ``NN_name.part.ipynb`` beside it (the message names it)."""
+    kept = executed.with_name(executed.stem + ".part.ipynb")
+    log = logs_dir(mode) / f"{source.stem}.log"
+    with replacing(executed, suffix=".ipynb") as tmp:
         try:
             with _stderr_to(log):
                 pm.execute_notebook(source, tmp, parameters=params, kernel_name="python3",
@@ -151,14 +189,25 @@ def run_series(mode: str, seed: int = DEFAULT_SEED, epochs: int | None = None, d
                                     # C++ start-up logs go to the log file, not into the notebook
                                     extra_arguments=["--IPKernelApp.capture_fd_output=False"])
         except pm.PapermillExecutionError as err:
-            raise SeriesError(f"{source.name} failed at {_failing_cell(tmp)} (partial run kept in "
-                              f"{tmp}; the kernel's log is {log})") from err
+            _keep(tmp, kept)
+            raise SeriesError(f"{source.name} failed at {failing_cell(kept)} (partial run kept in "
+                              f"{kept}; the kernel's log is {log})") from err
+        except DeadKernelError as err:
+            _keep(tmp, kept)
+            raise SeriesError(kernel_died(source, kept, log, output_root(mode) / "results", mode)) from err
         except KeyboardInterrupt:
-            raise KeyboardInterrupt(f"{source.name} (partial run kept in {tmp})") from None
-        tmp.replace(target)
-        timings.append({"notebook": source.name, "minutes": round((time.perf_counter() - start) / 60, 2)})
-        print(f"   done in {timings[-1]['minutes']} min", flush=True)
-    return timings
+            where = f"partial run kept in {kept}" if _keep(tmp, kept) else "it had not started"
+            raise KeyboardInterrupt(f"{source.name} ({where})") from None
+    kept.unlink(missing_ok=True)  # the partial run of an earlier failure is out of date
+
+
+def _keep(tmp: Path, kept: Path) -> bool:
+    """Keep a failed run's notebook as ``kept``; False when papermill had written nothing yet."""
+    if tmp.stat().st_size == 0:
+        kept.unlink(missing_ok=True)
+        return False
+    os.replace(tmp, kept)
+    return True
 
 
 def render_html(notebook_dir: Path, out_dir: Path, names: list[str] | None = None,
@@ -212,6 +261,15 @@ def _data_root(text: str) -> str:
     return str(path)
 
 
+def _render(mode: str, timings: list[dict], skipped: dict) -> None:
+    """Render the HTML pages and index of the chapters that ran; say where the index is."""
+    # full mode: every chapter of notebooks/ (the committed results); other modes: the chapters of this run
+    ran = None if mode == "full" else [t["notebook"] for t in timings]
+    index = render_html(executed_dir(mode), html_dir(mode), ran, skipped)
+    total = sum(t["minutes"] for t in timings)
+    print(f"{len(timings)} chapters in {total:.1f} min; HTML index: {index}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=MODES, default=None,
@@ -231,15 +289,16 @@ def main(argv=None) -> int:
         timings = run_series(mode, args.seed, args.epochs, args.data_root, args.only, skipped)
     except SeriesError as err:
         print(f"Series stopped: {err}", file=sys.stderr)
+        if err.timings:
+            _render(mode, err.timings, skipped)
+        return 1
+    except (runlock.OutputInUseError, OutputNotWritableError) as err:
+        print(f"Series stopped: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:
         print(f"\nStopped by Ctrl-C during {err}. Nothing committed was replaced.", file=sys.stderr)
         return 130
-    # full mode: every chapter of notebooks/ (the committed results); other modes: the chapters of this run
-    ran = None if mode == "full" else [t["notebook"] for t in timings]
-    index = render_html(executed_dir(mode), html_dir(mode), ran, skipped)
-    total = sum(t["minutes"] for t in timings)
-    print(f"{len(timings)} chapters in {total:.1f} min; HTML index: {index}")
+    _render(mode, timings, skipped)
     if skipped:
         from helpers.catalogue import HOW_TO_GET
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import platform
 from dataclasses import asdict, dataclass
 
@@ -23,7 +22,7 @@ from sklearn import metrics as skm
 from helpers import catalogue, splits
 from helpers.metrics import paired_comparison
 from helpers.models import build_model
-from helpers.paths import atomic_write_bytes, processed_dir, results_dir, series_mode
+from helpers.paths import atomic_write_bytes, processed_dir, replacing, results_dir, series_mode
 from helpers.plots import plot_misclassified
 from helpers.splits import (
     MISSING,
@@ -364,9 +363,8 @@ def evaluate_tagger(model, data: CatalogueData, history: dict, budget, notebook:
     save_tags(results_dir(mode) / f"{name}_tags.npz", data.labels["test"], y_score, data.names,
               data.ids["test"], meta)
     path = model_path(mode, name)
-    tmp = path.with_name(f"{name}.part.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with replacing(path, suffix=".keras") as tmp:  # Keras chooses the format by the name's ending
+        model.save(tmp)
     return {"y_true": data.labels["test"], "y_score": y_score, "ids": data.ids["test"], "names": data.names, **meta}
 
 

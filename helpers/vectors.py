@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers.indexfiles import check_index_file, load_index, save_index  # noqa: F401  (chapter 09 calls vectors.*)
 from helpers.precision import cpu_flags
 
 
@@ -83,6 +84,9 @@ def index_bytes(index) -> int:
     index = faiss.downcast_index(index)
     if isinstance(index, faiss.IndexFlat):
         return index.ntotal * index.code_size
+    if isinstance(index, faiss.IndexPreTransform):  # a rotation in front: its matrix, then the index
+        chain = [faiss.downcast_VectorTransform(index.chain.at(i)) for i in range(index.chain.size())]
+        return index_bytes(index.index) + sum(4 * t.A.size() + 4 * t.b.size() for t in chain)
     if isinstance(index, faiss.IndexHNSW):
         graph = index.hnsw
         return (index_bytes(index.storage) + 4 * graph.neighbors.size() + 8 * graph.offsets.size()
@@ -115,15 +119,17 @@ def time_queries(index, queries, k: int = 10, singles: int = 200) -> tuple[np.nd
                    "single ms (p99)": float(np.percentile(single, 99))}
 
 
-def sweep(index, queries, exact, parameter: str, values, k: int = 10, singles: int = 200) -> pd.DataFrame:
+def sweep(index, queries, exact, parameter: str, values, k: int = 10, singles: int = 200,
+          score=None) -> pd.DataFrame:
     """Recall@k against ``exact`` and latency for each value of a search-time parameter (``nprobe`` for IVF,
-    ``efSearch`` for HNSW)."""
+    ``efSearch`` for HNSW); ``score(found, exact)``, when given, returns the measures instead of recall@k."""
     faiss = load_faiss()
     rows = []
     for value in values:
         faiss.ParameterSpace().set_index_parameter(index, parameter, value)
         found, latency = time_queries(index, queries, k, singles)  # the timed batch search gives the recall too
-        rows.append({"setting": f"{parameter}={value}", f"recall@{k}": recall_at_k(found, exact), **latency})
+        scores = score(found, exact) if score else {f"recall@{k}": recall_at_k(found, exact)}
+        rows.append({"setting": f"{parameter}={value}", **scores, **latency})
     return pd.DataFrame(rows)
 
 
@@ -138,14 +144,51 @@ def train_quantizer(sample, nlist: int, seed: int = 0):
     return quantizer
 
 
+PQ_PARTS = (32, 16, 8, 4)  # sub-quantizers tried for IVF-PQ, most first: 32 one-byte codes for 256-d vectors
+
+
+def pq_parts(dim: int) -> int:
+    """The number of product-quantizer sub-quantizers for ``dim``-dimensional vectors: the largest of
+    ``PQ_PARTS`` that divides ``dim`` (each codes an equal slice of the vector in one byte)."""
+    for parts in PQ_PARTS:
+        if dim % parts == 0:
+            return parts
+    raise ValueError(f"IVF-PQ splits each vector into {' or '.join(map(str, PQ_PARTS))} equal slices, and none "
+                     f"divides d={dim}: give the embeddings a width divisible by {PQ_PARTS[-1]} (or compare the "
+                     "other indexes without IVF-PQ).")
+
+
 def ivf_indexes(quantizer, nlist: int) -> dict:
     """Three inverted-file indexes over one quantizer: the lists hold the vectors whole, as 8-bit scalars
-    (a quarter of the memory), or as 32-byte product-quantizer codes (chapter 09 types the same function)."""
+    (a quarter of the memory), or as product-quantizer codes of one byte per slice (``pq_parts``: 32 bytes
+    for 256-d vectors; chapter 09 types the same function for its 256-d embeddings)."""
     faiss = load_faiss()
     dim, ip = quantizer.d, faiss.METRIC_INNER_PRODUCT
+    parts = pq_parts(dim)
     return {"IVF-Flat": faiss.IndexIVFFlat(quantizer, dim, nlist, ip),
             "IVF-SQ8": faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, ip),
-            "IVF-PQ": faiss.IndexIVFPQ(quantizer, dim, nlist, 32, 8, ip)}
+            "IVF-PQ": faiss.IndexIVFPQ(quantizer, dim, nlist, parts, 8, ip)}
+
+
+def search(index, queries, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search(queries, k)`` (similarities or distances, and ids; -1 where fewer than k are found),
+    after checking what FAISS does not: the queries are a 2-D array of finite numbers with the index's
+    dimension, and k is a positive whole number."""
+    array = np.asarray(queries)
+    if array.dtype.kind not in "fiu":
+        raise ValueError(f"queries are of type {array.dtype}; pass vectors of numbers (float32 embeddings).")
+    if array.ndim != 2:
+        raise ValueError(f"queries have shape {array.shape}; pass a 2-D array (n_queries, {index.d}), "
+                         "such as vector[None] for one vector.")
+    if array.shape[1] != index.d:
+        raise ValueError(f"queries have d={array.shape[1]} columns; the index holds d={index.d}: embed the "
+                         "queries with the model that made the index's vectors.")
+    if not np.isfinite(array).all():
+        rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
+        raise ValueError(f"queries {rows[:5].tolist()} hold NaN or infinite values; drop or re-embed them.")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k={k!r} must be a whole number of neighbours, 1 or more.")
+    return index.search(np.ascontiguousarray(array, dtype=np.float32), int(k))
 
 
 NPROBES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -156,14 +199,15 @@ HNSW_BUILD_CANDIDATES = 100
 
 
 def evaluate_indexes(make_chunks, queries, nlist: int, hnsw: bool = True, k: int = 10, seed: int = 0,
-                     singles: int = 200) -> tuple[pd.DataFrame, np.ndarray]:
+                     singles: int = 200, score=None,
+                     ivf=("IVF-Flat", "IVF-SQ8", "IVF-PQ")) -> tuple[pd.DataFrame, np.ndarray]:
     """Every index type on the vectors ``make_chunks()`` yields (a fresh pass each call): build seconds
     (FAISS's work only, not making the vectors), memory (``index_bytes``), and recall@k against exact
     search with latency for each search setting; also the exact answers. The exact index goes first and
     is deleted before the three IVF indexes, which share one quantizer and one pass over the vectors, are
     filled; HNSW (if asked) comes last, alone. Exact search over n vectors costs n multiply-adds per
     dimension per query, so it answers as many single queries as take about as long as ``singles``
-    queries over a million vectors."""
+    queries over a million vectors. ``score`` as in ``sweep``; ``ivf`` names the IVF indexes to build."""
     from faiss.contrib.ivf_tools import add_preassigned
 
     faiss = load_faiss()
@@ -182,9 +226,11 @@ def evaluate_indexes(make_chunks, queries, nlist: int, hnsw: bool = True, k: int
         seconds["quantizer"] += cost["build s"]
     n, memory = exact_index.ntotal, {"Flat (exact)": index_bytes(exact_index)}
     exact, latency = time_queries(exact_index, queries, k, max(10, min(singles, int(singles * 1e6 / n))))
-    tables = [pd.DataFrame([{"setting": "exact", f"recall@{k}": 1.0, **latency, "index": "Flat (exact)"}])]
+    scores = score(exact, exact) if score else {f"recall@{k}": 1.0}
+    tables = [pd.DataFrame([{"setting": "exact", **scores, **latency, "index": "Flat (exact)"}])]
     del exact_index
-    indexes, counts = ivf_indexes(quantizer, nlist), np.bincount(np.concatenate(lists), minlength=nlist)
+    indexes = {name: index for name, index in ivf_indexes(quantizer, nlist).items() if name in ivf}
+    counts = np.bincount(np.concatenate(lists), minlength=nlist)
     for name, index in indexes.items():
         with timed() as cost:
             index.train(sample)
@@ -198,7 +244,7 @@ def evaluate_indexes(make_chunks, queries, nlist: int, hnsw: bool = True, k: int
     for name in list(indexes):
         index = indexes.pop(name)
         memory[name] = index_bytes(index)
-        tables.append(sweep(index, queries, exact, "nprobe", [p for p in NPROBES if p <= nlist], k, singles)
+        tables.append(sweep(index, queries, exact, "nprobe", [p for p in NPROBES if p <= nlist], k, singles, score)
                       .assign(index=name))
         del index
     if hnsw:
@@ -209,7 +255,7 @@ def evaluate_indexes(make_chunks, queries, nlist: int, hnsw: bool = True, k: int
                 index.add(chunk)
             seconds["HNSW"] = seconds.get("HNSW", 0.0) + cost["build s"]
         memory["HNSW"] = index_bytes(index)
-        tables.append(sweep(index, queries, exact, "efSearch", EF_SEARCH, k, singles).assign(index="HNSW"))
+        tables.append(sweep(index, queries, exact, "efSearch", EF_SEARCH, k, singles, score).assign(index="HNSW"))
     table = pd.concat(tables, ignore_index=True).assign(vectors=n)
     table["build s"] = table["index"].map(seconds)
     table["memory MiB"] = table["index"].map(memory) / 2**20
@@ -255,11 +301,12 @@ def spread(embeddings, groups) -> tuple[np.ndarray, float]:
     return (scale * sigma[inverse]).astype(np.float32), scale
 
 
-def synthesise(embeddings, noise, n: int, seed: int = 0, chunk: int = 500_000):
+def synthesise(embeddings, noise, n: int, seed: int = 0, chunk: int = 500_000, with_sources: bool = False):
     """Yield ``n`` synthetic catalogue vectors in chunks (each chunk its own random stream, so a pass
     regenerates exactly the same vectors): a real embedding drawn at random, plus Gaussian noise of its
     shape (``spread``), normalised. The catalogue's group sizes, its clusters and the distances between
-    neighbours stay those of the real embeddings."""
+    neighbours stay those of the real embeddings. ``with_sources``: yield (vectors, the row of the real
+    embedding each one was drawn from), so a synthetic product keeps its original's labels."""
     vectors, noise = normalise(embeddings), np.asarray(noise, np.float32)
     if noise.shape != vectors.shape:
         raise ValueError(f"noise {noise.shape} must have the embeddings' shape {vectors.shape} (see spread).")
@@ -269,28 +316,4 @@ def synthesise(embeddings, noise, n: int, seed: int = 0, chunk: int = 500_000):
         out = rng.standard_normal((len(rows), vectors.shape[1]), dtype=np.float32)
         out *= noise[rows]
         out += vectors[rows]
-        yield normalise(out)
-
-
-def save_index(index, path) -> Path:
-    """Write a FAISS index to ``path`` through a temporary file."""
-    faiss = load_faiss()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, path)
-    return path
-
-
-def load_index(path):
-    """Read an index written by ``save_index`` (FAISS's own binary format: nothing in it is executed)."""
-    faiss = load_faiss()
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: build the index and save it with save_index first.")
-    try:
-        return faiss.read_index(str(path))
-    except RuntimeError as err:
-        raise ValueError(f"{path} is not a readable FAISS index ({str(err).splitlines()[0]}); "
-                         "delete it and build the index again.") from err
+        yield (normalise(out), rows) if with_sources else normalise(out)

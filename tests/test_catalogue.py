@@ -109,6 +109,29 @@ def test_broken_styles_csv_is_named_with_its_line(tmp_path, body, message):
         catalogue.read_styles(styles_file(tmp_path, body))
 
 
+@pytest.mark.parametrize("body, message", [
+    (f"{HEADER}\n{ROW2}\n{ROW.replace('2011', '2011.5')}\n",
+     r"styles.csv, line 3: year '2011.5' is not a whole number"),
+    (f"{HEADER}\n{ROW.replace('15970', '1.7')}\n{ROW2.replace('39386', '1.2')}\n",
+     r"styles.csv, line 2: id '1.7' is not a whole number"),  # not "id 1 is listed on lines 2, 3"
+    (f"{HEADER}\n{ROW.replace('15970', '99999999999999999999')}\n",
+     r"styles.csv, line 2: id '99999999999999999999' does not fit in 64 bits"),  # not a negative id
+    (f"{HEADER}\n{ROW2}\n{ROW.replace('2011', '-1e30')}\n", r"styles.csv, line 3: year '-1e30' does not fit"),
+    (f"{HEADER}\n{ROW2}\n{ROW.replace('15970', '')}\n", r"styles.csv, line 3: id is empty"),
+    (f"{HEADER}\n{ROW.replace('2011', 'nan')}\n", r"styles.csv, line 2: year 'nan' is not a number"),
+])
+def test_an_id_or_year_that_is_not_a_whole_64_bit_number_is_named_with_its_line(tmp_path, body, message):
+    with pytest.raises(DataError, match=message):
+        catalogue.read_styles(styles_file(tmp_path, body.encode()))
+
+
+def test_whole_numbers_written_with_a_decimal_point_or_left_empty_are_read(tmp_path):
+    body = f"{HEADER}\n{ROW.replace('2011', '2011.0')}\n{ROW2.replace('2012', '')}\n"
+    frame, _ = catalogue.read_styles(styles_file(tmp_path, body.encode()))
+    assert frame["id"].dtype == "int64" and frame["year"].dtype == "Int64"
+    assert frame["year"].iloc[0] == 2011 and frame["year"].isna().tolist() == [False, True]
+
+
 def test_a_byte_order_mark_crlf_and_a_trailing_blank_line_are_accepted(tmp_path):
     body = f"\ufeff{HEADER}\r\n{ROW}\r\n{ROW2}\r\n\r\n".encode()
     frame, repaired = catalogue.read_styles(styles_file(tmp_path, body))

@@ -1,3 +1,4 @@
+import errno
 import os
 import subprocess
 import sys
@@ -87,3 +88,61 @@ def test_the_default_mode_is_quick_so_run_all_never_replaces_committed_results(m
     lesson = notebook.run_plan("04", "lesson")
     assert "about 6 min" in lesson and "build/lesson" in lesson and "whole test sets" in lesson
     assert paths.output_root("lesson") == paths.REPO_ROOT / "build" / "lesson"
+
+
+def test_save_fig_leaves_only_the_png_behind(monkeypatch, tmp_path):
+    monkeypatch.setattr(plots, "figures_dir", lambda mode=None: tmp_path)
+    fig = plots.plot_class_balance(pd.Series([3, 2], index=["x", "y"]))
+    path = plots.save_fig(fig, "99", "balance")
+    plt.close(fig)
+    assert path.read_bytes()[:4] == b"\x89PNG" and os.listdir(tmp_path) == ["99_balance.png"]
+
+
+def test_two_writers_of_one_file_get_hidden_temporary_names_of_their_own(tmp_path):
+    target = tmp_path / "model.keras"
+    with paths.replacing(target, suffix=".keras") as first, paths.replacing(target, suffix=".keras") as second:
+        assert first != second and first.parent == second.parent == tmp_path
+        for tmp in (first, second):  # hidden, marked as unfinished, and ending as the format needs
+            assert tmp.name.startswith(".model.keras.") and tmp.name.endswith(".part.keras")
+            assert paths.TEMPORARY_NAME.match(tmp.name)["pid"] == str(os.getpid())
+        first.write_bytes(b"first")
+        second.write_bytes(b"second")
+    assert target.read_bytes() == b"first" and os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "table.csv"
+    target.write_text("old")
+    with pytest.raises(OSError, match="No space left"), paths.replacing(target) as tmp:
+        tmp.write_text("half")
+        raise OSError(28, "No space left on device")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["table.csv"]
+
+
+def test_a_killed_writer_leaves_a_hidden_leftover_that_is_cleaned_and_never_read(tmp_path):
+    target = tmp_path / "table.csv"
+    target.write_text("old")
+    code = ("import os, sys\nfrom pathlib import Path\nfrom helpers.paths import replacing\n"
+            "with replacing(Path(sys.argv[1])) as tmp:\n    tmp.write_text('half')\n    os.kill(os.getpid(), 9)\n")
+    subprocess.run([sys.executable, "-c", code, str(target)], cwd=paths.REPO_ROOT)
+    leftover = [p for p in tmp_path.iterdir() if p != target]
+    assert len(leftover) == 1 and leftover[0].name.startswith(".") and target.read_text() == "old"
+    with paths.replacing(tmp_path / "other.csv") as live:  # a writer still at work keeps its file
+        assert paths.remove_stale_parts(tmp_path) == leftover
+        assert live.exists()
+    assert sorted(os.listdir(tmp_path)) == ["other.csv", "table.csv"]
+
+
+class ReadOnlyPath(type(paths.REPO_ROOT)):
+    """A folder on a read-only file system (as a read-only mount behaves, even for root)."""
+
+    def mkdir(self, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+
+def test_outputs_in_a_read_only_checkout_stop_with_one_message_naming_the_folder_and_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setattr(paths, "REPO_ROOT", ReadOnlyPath(tmp_path))
+    for make in (paths.results_dir, paths.figures_dir, paths.processed_dir):
+        with pytest.raises(paths.OutputNotWritableError, match="the file system is read-only") as stop:
+            make("lesson")
+        assert str(tmp_path / "build" / "lesson") in str(stop.value) and "cp -r" in str(stop.value)

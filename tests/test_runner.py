@@ -1,10 +1,14 @@
-"""The runner's arguments, chapter selection, skipping and terminal output, with papermill replaced by a copy."""
+"""The runner's arguments, chapter selection, skipping and terminal output, with papermill replaced by a copy;
+a chapter whose kernel dies, and a checkout that cannot be written, with the real papermill."""
 
+import json
 import os
+from pathlib import Path
 
+import nbformat
 import pytest
 
-from helpers import runner
+from helpers import paths, runlock, runner
 
 
 @pytest.fixture
@@ -23,6 +27,7 @@ def fake_series(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "logs_dir", lambda mode: tmp_path / "logs")
     monkeypatch.setattr(runner, "html_dir", lambda mode: tmp_path / "html")
     monkeypatch.setattr(runner, "executed_dir", lambda mode: tmp_path / "out" / "notebooks")
+    monkeypatch.setattr(runlock, "lock_path", lambda mode: tmp_path / f"{mode}.lock")
     return calls
 
 
@@ -67,7 +72,8 @@ def test_relative_data_root_is_resolved_from_where_it_was_typed(tmp_path, monkey
 
 
 def test_leftover_notebooks_are_not_chapters(tmp_path):
-    for name in ("01_data.ipynb", "01_data.part.ipynb", "05_comparison.nbconvert.ipynb", "notes.ipynb"):
+    for name in ("01_data.ipynb", "01_data.part.ipynb", "05_comparison.nbconvert.ipynb", "notes.ipynb",
+                 ".01_data.ipynb.4242-abcd1234.part.ipynb"):
         (tmp_path / name).write_text("{}")
     assert [p.name for p in runner.chapters(tmp_path)] == ["01_data.ipynb"]
 
@@ -91,14 +97,26 @@ def test_library_logs_go_to_the_chapter_log_not_the_terminal(fake_series, capfd,
     assert "oneDNN custom operations" in (tmp_path / "logs" / "05_comparison.log").read_text()
 
 
-def test_ctrl_c_names_the_chapter_and_its_partial_file(monkeypatch, fake_series, capsys):
+def test_ctrl_c_names_the_chapter_and_keeps_its_partial_file(monkeypatch, fake_series, capsys, tmp_path):
     def interrupted(source, target, parameters, **kwargs):
+        target.write_bytes(source.read_bytes())  # papermill writes the notebook before its first cell
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner.pm, "execute_notebook", interrupted)
     assert runner.main(["--only", "2"]) == 130
     err = capsys.readouterr().err
-    assert "Stopped by Ctrl-C during 02_benchmark.ipynb (partial run kept in" in err and "Traceback" not in err
+    kept = tmp_path / "out" / "notebooks" / "02_benchmark.part.ipynb"
+    assert f"Stopped by Ctrl-C during 02_benchmark.ipynb (partial run kept in {kept})" in err
+    assert "Traceback" not in err and kept.is_file()
+    assert os.listdir(kept.parent) == [kept.name]  # no temporary file left, no chapter replaced
+
+
+def test_a_finished_chapter_replaces_the_old_one_and_its_partial_run(fake_series, tmp_path):
+    out = tmp_path / "out" / "notebooks"
+    out.mkdir(parents=True)
+    (out / "02_benchmark.part.ipynb").write_text("{}")
+    assert runner.main(["--only", "2"]) == 0
+    assert os.listdir(out) == ["02_benchmark.ipynb"]
 
 
 def test_pytest_does_not_collect_leftover_notebooks(tmp_path):
@@ -143,3 +161,76 @@ def test_rendered_pages_link_to_each_other_and_to_the_guide(tmp_path):
                  f"{notebooks}/solutions/02_solutions.md"):
         assert f'href="{link}"' in page
     assert "06_x.ipynb: skipped, needs the catalogue" in index.read_text()
+
+
+def test_a_read_only_checkout_gives_one_message_naming_the_folder_and_the_fix(monkeypatch, fake_series, capsys,
+                                                                             tmp_path):
+    from test_plots_and_paths import ReadOnlyPath
+
+    monkeypatch.setattr(runner, "executed_dir", lambda mode: ReadOnlyPath(tmp_path) / "build" / "notebooks")
+    assert runner.main(["--only", "2"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and not fake_series
+    assert f"Cannot write to {tmp_path / 'build' / 'notebooks'} (the file system is read-only)" in err
+    assert "copy the checkout to a folder you can write to" in err
+
+
+def _fake_chapters(folder: Path, **sources: str) -> None:
+    folder.mkdir()
+    for name, source in sources.items():
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {name}"),
+                                             nbformat.v4.new_code_cell(source)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, folder / f"{name}.ipynb")
+
+
+@pytest.fixture
+def real_papermill(tmp_path, monkeypatch):
+    """The runner with the real papermill on chapters in tmp_path/notebooks; outputs under tmp_path/out."""
+    monkeypatch.setattr(runner, "NOTEBOOKS_DIR", tmp_path / "notebooks")
+    monkeypatch.setattr(runner, "output_root", lambda mode=None: tmp_path / "out")
+    monkeypatch.setattr(runner, "logs_dir", lambda mode: tmp_path / "logs")
+    monkeypatch.setattr(runner, "html_dir", lambda mode: tmp_path / "html")
+    monkeypatch.setattr(runner, "executed_dir", lambda mode: tmp_path / "out" / "notebooks")
+    monkeypatch.setattr(runner, "catalogue_available", lambda: True)
+    monkeypatch.setattr(runlock, "lock_path", lambda mode: tmp_path / f"{mode}.lock")
+    return tmp_path
+
+
+def test_a_chapter_whose_kernel_dies_is_named_with_memory_and_the_chapters_before_it_are_rendered(real_papermill,
+                                                                                                  capsys):
+    tmp_path = real_papermill
+    _fake_chapters(tmp_path / "notebooks", **{"01_ok": "print('fine')",
+                                              "02_die": "import os\nos.kill(os.getpid(), 9)"})
+    (tmp_path / "out" / "results").mkdir(parents=True)
+    (tmp_path / "out" / "results" / "run_02.json").write_text(json.dumps({"peak_memory_mib": 21500}))
+    assert runner.main(["--mode", "quick"]) == 1
+    out, err = capsys.readouterr()
+    kept = tmp_path / "out" / "notebooks" / "02_die.part.ipynb"
+    assert "02_die.ipynb: its kernel was killed while running cell 1 ('import os')" in err
+    assert "running out of memory (this machine has" in err and "GiB of memory" in err
+    assert "peaked at 21,500 MiB" in err and f"Partial run kept in {kept}" in err and kept.is_file()
+    assert "Traceback" not in err and "DeadKernelError" not in err
+    assert "HTML index:" in out
+    index = (tmp_path / "html" / "index.html").read_text()
+    assert "01_ok.html" in index and "02_die" not in index
+
+
+def test_a_second_run_in_the_same_mode_is_refused_before_any_chapter_runs(fake_series, capsys, tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(  # a chapter of another run, holding the lock file this run uses
+        [sys.executable, "-c", "import sys\nfrom pathlib import Path\nfrom helpers import runlock\n"
+         "runlock.lock_path = lambda mode: Path(sys.argv[1])\nrunlock.claim('chapter 06', 'quick')\n"
+         "print('held', flush=True)\nsys.stdin.read()", str(tmp_path / "quick.lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=paths.REPO_ROOT)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert runner.main(["--only", "2"]) == 1
+    finally:
+        holder.communicate("")
+    err = capsys.readouterr().err
+    assert not fake_series and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"chapter 06 in process {holder.pid}" in err and "Wait for it to finish" in err
+    assert runner.main(["--only", "2"]) == 0  # once that run has ended

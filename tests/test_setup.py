@@ -1,5 +1,6 @@
 """Set-up: the lock file matches environment.yml, and the README's commands are the Makefile's."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -35,10 +36,12 @@ def test_lock_pins_every_package_of_environment_yml_within_its_range():
     assert "tensorflow" in pins and "keras" in pins  # the lock holds the dependencies' dependencies too
 
 
-def _make(target: str) -> list[str]:
-    """The commands ``make`` would run for ``target`` (always, as on a fresh machine), without -q."""
+def _make(target: str, **env: str) -> list[str]:
+    """The commands ``make`` would run for ``target`` (always, as on a fresh machine), without -q, in an
+    environment without MODE and SERIES_MODE unless ``env`` sets them."""
+    env = {**{k: v for k, v in os.environ.items() if k not in ("MODE", "SERIES_MODE")}, **env}
     out = subprocess.run(["make", "--no-print-directory", "-n", "-B", target], cwd=REPO_ROOT, capture_output=True,
-                         text=True, check=True)
+                         text=True, check=True, env=env)
     return [re.sub(r" -q\b", "", line).strip() for line in out.stdout.splitlines()]
 
 
@@ -53,3 +56,12 @@ def test_readme_commands_without_make_are_the_makefile_s():
     assert documented[len(setup)] == series[-1]
     tests = [line for line in _make("test") if "pytest" in line]
     assert documented[len(setup) + 1] == tests[-1]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("env, mode", [({}, "full"), ({"SERIES_MODE": "lesson"}, "lesson"),
+                                       ({"SERIES_MODE": "quick"}, "quick"),
+                                       ({"SERIES_MODE": "lesson", "MODE": "quick"}, "quick")])
+def test_make_series_runs_the_mode_series_mode_asks_for(env, mode):
+    runner_line = [line for line in _make("series", **env) if "helpers.runner" in line][-1]
+    assert runner_line.endswith(f"--mode {mode}")

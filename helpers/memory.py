@@ -1,0 +1,108 @@
+"""How much memory a step may use, checked before the step starts.
+
+Every chapter of the series stays within ``BUDGET_MIB`` in every mode (its peak is recorded in
+``results/run_NN.json``). A step that needs gigabytes first compares what it needs with what this machine
+can still give it: the smallest of the memory the kernel reports available, a container's memory limit
+(cgroup v1 or v2), and an address-space limit (``ulimit -v``, ``prlimit --as``). It then either scales the
+step down (``largest_fitting``) and says so, or stops with a message naming the step and a mode that fits
+(``require``): a clear error a minute in, instead of the operating system killing the kernel an hour in.
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+MIB = 2**20
+BUDGET_MIB = 8192  # what every chapter's full mode stays within: a laptop with 16 GB and a browser open
+# what the kernel may still need on top of a step's own estimate (TensorFlow's and FAISS's working memory)
+HEADROOM_MIB = 512
+
+
+class MemoryBudgetError(MemoryError):
+    """A step would need more memory than this machine can give it."""
+
+
+def _meminfo_available() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("inf")
+
+
+def _cgroup_available() -> float:
+    """What a container's memory limit leaves (cgroup v2, else v1); inf without a limit. File pages the
+    kernel can drop (inactive page cache) count as free, as they do for the limit."""
+    v2 = Path("/sys/fs/cgroup/memory.max")
+    if v2.is_file():
+        limit = v2.read_text().strip()
+        if limit == "max":
+            return float("inf")
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        stat = Path("/sys/fs/cgroup/memory.stat")
+        key = "inactive_file"
+    else:
+        folder = Path("/sys/fs/cgroup/memory")
+        if not (folder / "memory.limit_in_bytes").is_file():
+            return float("inf")
+        limit = (folder / "memory.limit_in_bytes").read_text().strip()
+        used = int((folder / "memory.usage_in_bytes").read_text())
+        stat, key = folder / "memory.stat", "total_inactive_file"
+    if int(limit) >= 2**60:  # "no limit" in cgroup v1
+        return float("inf")
+    reclaimable = 0
+    if stat.is_file():
+        for line in stat.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                reclaimable = int(value)
+    return (int(limit) - used + reclaimable) / MIB
+
+
+def _address_space_available() -> float:
+    """What ``ulimit -v`` leaves this process (inf without one)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return float("inf")
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return (soft - int(line.split()[1]) * 1024) / MIB
+    return soft / MIB
+
+
+def resident_mib() -> float:
+    """The memory this process holds now (its resident set), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def available_mib() -> float:
+    """The memory this process can still take, in MiB: the tightest of the three limits above."""
+    return min(_meminfo_available(), _cgroup_available(), _address_space_available())
+
+
+def require(step: str, need_mib: float, smaller: str = "") -> float:
+    """Stop with a ``MemoryBudgetError`` naming ``step`` unless ``need_mib`` (plus headroom) is available;
+    ``smaller`` says what fits (e.g. 'mode = "lesson"'). Returns what was available, in MiB."""
+    have = available_mib()
+    if need_mib + HEADROOM_MIB > have:
+        hint = f" Run it with {smaller}, or free memory and run it again." if smaller else " Free memory first."
+        raise MemoryBudgetError(f"{step} needs about {need_mib:,.0f} MiB and this machine has {have:,.0f} MiB "
+                                f"available (a memory limit or other programs take the rest).{hint}")
+    return have
+
+
+def largest_fitting(sizes, mib_for, step: str) -> list:
+    """The ``sizes`` (ascending) whose memory estimate ``mib_for(size)`` fits what is available; prints
+    which sizes are dropped and why. Stops with ``MemoryBudgetError`` when not even the smallest fits."""
+    have = available_mib()
+    kept = [size for size in sizes if mib_for(size) + HEADROOM_MIB <= have]
+    if not kept:
+        require(step, mib_for(sizes[0]))
+    dropped = [size for size in sizes if size not in kept]
+    if dropped:
+        print(f"{step}: {', '.join(f'{s:,}' for s in dropped)} left out, needing "
+              f"{', '.join(f'{mib_for(s):,.0f}' for s in dropped)} MiB with {have:,.0f} MiB available.")
+    return kept
