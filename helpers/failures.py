@@ -3,11 +3,12 @@ was running and the likely cause (memory), with what this machine has and what t
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import nbformat
+
+from helpers.memory import container_limit_mib, recorded_peak_mib
 
 
 def _cells(path: Path) -> list:
@@ -41,31 +42,18 @@ def _last_started_cell(path: Path) -> str:
     return f"cell {index} ({_first_line(cell)!r})"
 
 
-def _memory_limit_gib() -> float:
-    """A container's memory limit (cgroup v2, else v1) in GiB; inf without one."""
-    for name in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(name).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 2**60:  # "max" (v2) or a huge number (v1): no limit
-            return int(text) / 2**30
-    return float("inf")
-
-
 def kernel_died(source: Path, kept: Path, log: Path, results: Path, mode: str) -> str:
     """Which chapter died, in which cell, and the likely cause: memory, with what this machine has and
     what the chapter took the last time it finished in this mode (``results``/run_NN.json)."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     memory = f"this machine has {total:.1f} GiB of memory"
-    if _memory_limit_gib() < total:
-        memory += f" and a memory limit of {_memory_limit_gib():.1f} GiB applies here"
+    limit = container_limit_mib() / 1024
+    if limit < total:
+        memory += f" and a memory limit of {limit:.1f} GiB applies here"
     record = results / f"run_{source.name[:2]}.json"
-    try:
-        memory += (f"; the chapter's last finished {mode} run peaked at "
-                   f"{float(json.loads(record.read_text())['peak_memory_mib']):,.0f} MiB ({record})")
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # no finished run recorded yet
+    peak = recorded_peak_mib(record)
+    if peak is not None:
+        memory += f"; the chapter's last finished {mode} run peaked at {peak:,.0f} MiB ({record})"
     cell = _last_started_cell(kept) if kept.is_file() else "before its first cell"
     lighter = {"full": " or run a lighter mode (--mode lesson or quick)", "lesson": " or run --mode quick"}
     return (f"{source.name}: its kernel was killed while running {cell}, most likely for running out of "

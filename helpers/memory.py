@@ -10,6 +10,7 @@ step down (``largest_fitting``) and says so, or stops with a message naming the 
 
 from __future__ import annotations
 
+import json
 import resource
 from pathlib import Path
 
@@ -30,33 +31,48 @@ def _meminfo_available() -> float:
     return float("inf")
 
 
+def _cgroup_files() -> tuple[Path, Path, Path, str] | None:
+    """The limit, usage and stat files of this container's memory cgroup (v2, else v1) and the stat key
+    of its reclaimable page cache; None outside a memory cgroup."""
+    if Path("/sys/fs/cgroup/memory.max").is_file():
+        root = Path("/sys/fs/cgroup")
+        return root / "memory.max", root / "memory.current", root / "memory.stat", "inactive_file"
+    root = Path("/sys/fs/cgroup/memory")
+    if (root / "memory.limit_in_bytes").is_file():
+        return (root / "memory.limit_in_bytes", root / "memory.usage_in_bytes", root / "memory.stat",
+                "total_inactive_file")
+    return None
+
+
+def container_limit_mib() -> float:
+    """A container's memory limit (cgroup v2 or v1) in MiB; inf without one."""
+    files = _cgroup_files()
+    text = files[0].read_text().strip() if files else "max"
+    return int(text) / MIB if text.isdigit() and int(text) < 2**60 else float("inf")  # "max", or v1's huge number
+
+
 def _cgroup_available() -> float:
-    """What a container's memory limit leaves (cgroup v2, else v1); inf without a limit. File pages the
-    kernel can drop (inactive page cache) count as free, as they do for the limit."""
-    v2 = Path("/sys/fs/cgroup/memory.max")
-    if v2.is_file():
-        limit = v2.read_text().strip()
-        if limit == "max":
-            return float("inf")
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-        stat = Path("/sys/fs/cgroup/memory.stat")
-        key = "inactive_file"
-    else:
-        folder = Path("/sys/fs/cgroup/memory")
-        if not (folder / "memory.limit_in_bytes").is_file():
-            return float("inf")
-        limit = (folder / "memory.limit_in_bytes").read_text().strip()
-        used = int((folder / "memory.usage_in_bytes").read_text())
-        stat, key = folder / "memory.stat", "total_inactive_file"
-    if int(limit) >= 2**60:  # "no limit" in cgroup v1
-        return float("inf")
+    """What a container's memory limit leaves (inf without a limit). File pages the kernel can drop
+    (inactive page cache) count as free, as they do for the limit."""
+    limit = container_limit_mib()
+    if limit == float("inf"):
+        return limit
+    _, usage, stat, key = _cgroup_files()
     reclaimable = 0
     if stat.is_file():
         for line in stat.read_text().splitlines():
             name, _, value = line.partition(" ")
             if name == key:
                 reclaimable = int(value)
-    return (int(limit) - used + reclaimable) / MIB
+    return limit - (int(usage.read_text()) - reclaimable) / MIB
+
+
+def recorded_peak_mib(record: Path) -> float | None:
+    """The peak memory in a chapter's run record (``results/run_NN.json``), or None without one."""
+    try:
+        return float(json.loads(Path(record).read_text())["peak_memory_mib"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _address_space_available() -> float:

@@ -68,22 +68,12 @@ def run_plan(chapter: str, mode: str) -> str:
             "gives results worth reading.")
 
 
-def recorded_peak_mib(chapter: str, mode: str) -> float | None:
-    """The peak memory this chapter reached the last time it finished in ``mode`` (its run_NN.json; in full
-    mode the committed record), or None when it never has."""
-    path = results_dir(mode) / f"run_{chapter}.json"
-    try:
-        return float(json.loads(path.read_text())["peak_memory_mib"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def check_memory(chapter: str, mode: str) -> None:
     """Stop before anything is computed (``memory.require``) when the memory this chapter took the last time
     it ran in this mode, less what this process holds already, is more than the machine has available."""
     from helpers import memory
 
-    peak = recorded_peak_mib(chapter, mode)
+    peak = memory.recorded_peak_mib(results_dir(mode) / f"run_{chapter}.json")
     if peak is not None:
         lighter = {"full": 'mode = "lesson"', "lesson": 'mode = "quick"'}.get(mode, "")
         memory.require(f"Chapter {chapter} in {mode} mode", max(peak - memory.resident_mib(), 0), lighter)

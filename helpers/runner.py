@@ -282,6 +282,7 @@ def main(argv=None) -> int:
     try:
         mode = series_mode(args.mode or os.environ.get(MODE_ENV) or "quick")
         select(args.only)
+        catalogue_available()  # a FASHION_CATALOGUE that names no source stops here, before any chapter
     except ValueError as err:
         parser.error(str(err))
     skipped: dict[str, str] = {}
