@@ -37,6 +37,7 @@ from sklearn.metrics import precision_recall_curve
 
 from helpers.catalogue import IMAGE_SIZE
 from helpers.fashion_mnist import DataError
+from helpers.paths import remove_stale_parts
 from helpers.photos import decode_file, shown_path
 
 MANIFEST = "feed_manifest.json"
@@ -209,7 +210,8 @@ def write_feed(images, ids, folder, extra: dict | None = None) -> Path:
     extra = _checked_extra(extra or {}, rows)
     _refuse_foreign(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
+    remove_stale_parts(folder.parent)  # feeds a killed run was building
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}-", suffix=".part", dir=folder.parent))
     try:
         staging.chmod(0o755)
         manifest = {}

@@ -12,16 +12,15 @@ single byte is refused instead of answering with other neighbours).
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import struct
 from pathlib import Path
 
 import numpy as np
 
+from helpers.fashion_mnist import sha256_of
 from helpers.paths import atomic_write_bytes, replacing
 
-BLOCK = 2**20  # bytes hashed at a time: a multi-gigabyte index is never read whole
 MAX_NESTING = 4  # an index inside an index (an IVF's quantizer, HNSW's storage, a refine's two parts)
 REBUILD = "delete it and build the index again with save_index"
 
@@ -212,15 +211,6 @@ def _walk(path: Path) -> dict:
         if cur.left:
             raise _Damaged(f"{cur.left:,} bytes follow the end of the index")
     return {key: info[key] for key in ("format", "d", "ntotal")}
-
-
-def sha256_of(path) -> str:
-    """The SHA-256 of a file, read a mebibyte at a time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_faiss():

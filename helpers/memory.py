@@ -104,19 +104,24 @@ def require(step: str, need_mib: float, smaller: str = "") -> float:
     ``smaller`` says what fits (e.g. 'mode = "lesson"'). Returns what was available, in MiB."""
     have = available_mib()
     if need_mib + HEADROOM_MIB > have:
-        hint = f" Run it with {smaller}, or free memory and run it again." if smaller else " Free memory first."
-        raise MemoryBudgetError(f"{step} needs about {need_mib:,.0f} MiB and this machine has {have:,.0f} MiB "
-                                f"available (a memory limit or other programs take the rest).{hint}")
+        _refuse(step, need_mib, have, smaller)
     return have
 
 
-def largest_fitting(sizes, mib_for, step: str) -> list:
+def _refuse(step: str, need_mib: float, have: float, smaller: str = ""):
+    hint = f" Run it with {smaller}, or free memory and run it again." if smaller else " Free memory first."
+    raise MemoryBudgetError(f"{step} needs about {need_mib + HEADROOM_MIB:,.0f} MiB (with {HEADROOM_MIB} MiB of "
+                            f"headroom) and this machine has {have:,.0f} MiB available (a memory limit or other "
+                            f"programs take the rest).{hint}")
+
+
+def largest_fitting(sizes, mib_for, step: str, smaller: str = "") -> list:
     """The ``sizes`` (ascending) whose memory estimate ``mib_for(size)`` fits what is available; prints
     which sizes are dropped and why. Stops with ``MemoryBudgetError`` when not even the smallest fits."""
     have = available_mib()
     kept = [size for size in sizes if mib_for(size) + HEADROOM_MIB <= have]
     if not kept:
-        require(step, mib_for(sizes[0]))
+        _refuse(step, mib_for(sizes[0]), have, smaller)
     dropped = [size for size in sizes if size not in kept]
     if dropped:
         print(f"{step}: {', '.join(f'{s:,}' for s in dropped)} left out, needing "

@@ -11,12 +11,14 @@ system's file cache when they are there.
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from helpers import vectors as flat
 from helpers.paths import replacing
 from helpers.vectors import index_bytes, load_faiss
 
@@ -33,18 +35,21 @@ def write_vectors(chunks, path, n: int, dim: int, dtype="float16") -> Path:
         for chunk in chunks:
             if chunk.ndim != 2 or chunk.shape[1] != dim:
                 raise ValueError(f"a chunk of shape {chunk.shape} does not hold {dim}-wide vectors.")
-            fh.write(np.ascontiguousarray(chunk, dtype=dtype).tobytes())
             rows += len(chunk)
+            if rows > n:
+                break
+            fh.write(np.ascontiguousarray(chunk, dtype=dtype).tobytes())
         if rows != n:
-            raise ValueError(f"the chunks held {rows:,} vectors, not the {n:,} announced.")
+            raise ValueError(f"the chunks held {'more than ' * (rows > n)}{rows:,} vectors, not the {n:,} announced.")
     return path
 
 
 class VectorFile:
-    """A ``.npy`` file of vectors, read in chunks or by rows, always returned as float32."""
+    """A ``.npy`` file of vectors, read in chunks or by rows, always returned as float32; with ``delete``,
+    the file is removed when it is closed (a working copy that can be written again)."""
 
-    def __init__(self, path):
-        self.path = Path(path)
+    def __init__(self, path, delete: bool = False):
+        self.path, self.delete, self._fd = Path(path), delete, -1
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path} is missing: write the vectors with write_vectors first.")
         with open(self.path, "rb") as fh:
@@ -69,7 +74,14 @@ class VectorFile:
         return self.shape[0]
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            if self.delete:
+                self.path.unlink(missing_ok=True)
+
+    def __del__(self) -> None:
+        self.close()
 
     def __enter__(self):
         return self
@@ -77,20 +89,26 @@ class VectorFile:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _read(self, first: int, count: int) -> bytes:
+        """``count`` rows from row ``first``, through the file opened at the start (the same file throughout)."""
+        size = count * self.row_bytes
+        data = os.pread(self._fd, size, self.offset + first * self.row_bytes)
+        if len(data) != size:
+            raise ValueError(f"{self.path} ends before row {first + count:,}: it was cut short; write it again.")
+        return data
+
     def chunks(self, rows: int = CHUNK_ROWS):
         """Yield (first row, float32 chunk) over the whole file."""
         for first in range(0, len(self), rows):
             count = min(rows, len(self) - first)
-            start = self.offset + first * self.row_bytes
-            data = np.fromfile(self.path, self.dtype, count * self.shape[1], offset=start)
-            yield first, data.reshape(count, self.shape[1]).astype(np.float32)
+            yield first, np.frombuffer(self._read(first, count), self.dtype).reshape(count, -1).astype(np.float32)
 
     def rows(self, ids) -> np.ndarray:
         """The vectors of rows ``ids`` (any order), float32."""
         ids = np.asarray(ids, np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
             raise IndexError(f"rows {ids.min()}..{ids.max()} asked of {self.path.name}, which has {len(self):,}.")
-        blob = b"".join(os.pread(self._fd, self.row_bytes, self.offset + int(i) * self.row_bytes) for i in ids)
+        blob = b"".join(self._read(int(i), 1) for i in ids)
         return np.frombuffer(blob, self.dtype).reshape(len(ids), self.shape[1]).astype(np.float32)
 
 
@@ -121,15 +139,7 @@ def rerank(vectors: VectorFile, queries, candidates, k: int = 10) -> np.ndarray:
     return out
 
 
-def search(index, vectors: VectorFile | None, queries, k: int = 10, shortlist: int = 10) -> np.ndarray:
-    """An index's k best ids per query; with ``vectors`` and ``shortlist`` > k, its best ``shortlist``
-    re-ranked exactly from the file."""
-    queries = np.ascontiguousarray(queries, np.float32)
-    _, found = index.search(queries, max(k, shortlist))
-    return rerank(vectors, queries, found, k) if vectors is not None and shortlist > k else found[:, :k]
-
-
-def synthesise_to_file(synthetic_chunks, path, n: int, dim: int) -> tuple[Path, np.ndarray]:
+def synthesise_to_file(synthetic_chunks, path, n: int, dim: int, dtype="float16") -> tuple[Path, np.ndarray]:
     """Write the (vectors, source rows) chunks of ``vectors.synthesise(..., with_sources=True)`` to a file;
     return its path and, per vector, the row of the real embedding it was drawn from."""
     sources = []
@@ -139,7 +149,7 @@ def synthesise_to_file(synthetic_chunks, path, n: int, dim: int) -> tuple[Path, 
             sources.append(rows.astype(np.int32))
             yield chunk
 
-    return write_vectors(vectors_only(), path, n, dim), np.concatenate(sources)
+    return write_vectors(vectors_only(), path, n, dim, dtype), np.concatenate(sources)
 
 
 def measures(found, exact, groups, query_groups, k: int = 10) -> dict:
@@ -150,10 +160,9 @@ def measures(found, exact, groups, query_groups, k: int = 10) -> dict:
     if found.shape != exact.shape:
         raise ValueError(f"found {found.shape} and exact {exact.shape} must have the same shape.")
     groups, query_groups = np.asarray(groups), np.asarray(query_groups)
-    hits = [np.intersect1d(f[f >= 0], e).size for f, e in zip(found, exact)]
     same = np.where(found >= 0, groups[np.maximum(found, 0)] == query_groups[:, None], False)
-    return {f"recall@{k}": float(np.mean(hits) / k), f"1-recall@{k}": float((found == exact[:, :1]).any(1).mean()),
-            f"same-type P@{k}": float(same.mean())}
+    return {f"recall@{k}": flat.recall_at_k(found, exact),
+            f"1-recall@{k}": float((found == exact[:, :1]).any(1).mean()), f"same-type P@{k}": float(same.mean())}
 
 
 def cells_ceiling(quantizer, queries, exact, assignments, nprobe: int) -> float:
@@ -165,14 +174,27 @@ def cells_ceiling(quantizer, queries, exact, assignments, nprobe: int) -> float:
 
 
 class Reranked:
-    """An index whose best ``shortlist`` answers are re-ranked exactly from the vector file; searched like
-    a FAISS index (``search(queries, k)`` returns (None, ids)). ``shortlist`` <= k: the index alone."""
+    """An index whose best ``shortlist`` answers are re-ranked exactly from the vector file, searched like
+    a FAISS index: ``search(queries, k)`` returns (None, ids); a shortlist of k or fewer is the index alone.
+    Queries are checked first (``helpers.vectors.search``: their width and values)."""
 
     def __init__(self, index, vectors: VectorFile, shortlist: int):
         self.index, self.vectors, self.shortlist = index, vectors, shortlist
 
     def search(self, queries, k: int):
-        return None, search(self.index, self.vectors, queries, k, self.shortlist)
+        queries = np.ascontiguousarray(queries, np.float32)
+        _, found = flat.search(self.index, queries, max(k, self.shortlist))
+        return None, rerank(self.vectors, queries, found, k) if self.shortlist > k else found[:, :k]
+
+
+class Exact:
+    """Exact search over the vector file, searched like a FAISS index (for ``helpers.vectors.time_queries``)."""
+
+    def __init__(self, vectors: VectorFile):
+        self.vectors = vectors
+
+    def search(self, queries, k: int):
+        return exact_search(self.vectors, queries, k)
 
 
 COMPRESSED = ("IVF-PQ32", "OPQ32,IVF-PQ32", "IVF-PQ64", "IVF-SQ8")
@@ -189,13 +211,17 @@ def compressed_index(name: str, quantizer, sample):
     faiss = load_faiss()
     sample = sample[:PQ_TRAIN_POINTS]
     dim, nlist, ip = quantizer.d, quantizer.ntotal, faiss.METRIC_INNER_PRODUCT
+    parts = re.fullmatch(r"(?:OPQ(\d+),)?IVF-PQ(\d+)|IVF-SQ8", name)
+    if not parts or parts[1] not in (None, parts[2]):
+        raise ValueError(f"Unknown compressed index {name!r}; use one of {COMPRESSED} (PQ with any number of bytes "
+                         "that divides the width, OPQ with the same number).")
     if name == "IVF-SQ8":
         index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, ip)
-    elif name.startswith("IVF-PQ"):
-        index = faiss.IndexIVFPQ(quantizer, dim, nlist, int(name.removeprefix("IVF-PQ")), 8, ip)
+    elif parts[1] is None:
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, int(parts[2]), 8, ip)
         index.pq.cp.niter = PQ_TRAIN_ROUNDS
-    elif name.startswith("OPQ"):
-        m = int(name.split(",")[0].removeprefix("OPQ"))
+    else:
+        m = int(parts[2])
         rotation = faiss.OPQMatrix(dim, m)
         rotation.niter = PQ_TRAIN_ROUNDS
         rotation.train(sample)
@@ -205,8 +231,6 @@ def compressed_index(name: str, quantizer, sample):
         inner.pq.cp.niter = PQ_TRAIN_ROUNDS
         inner.train(rotation.apply(sample))
         return faiss.IndexPreTransform(rotation, inner)
-    else:
-        raise ValueError(f"Unknown compressed index {name!r}; use one of {COMPRESSED}.")
     index.train(sample)
     return index
 
@@ -216,11 +240,9 @@ def fill(index, vectors: VectorFile, assignments) -> None:
     ``assignments`` gives (computed once for all indexes), each list reserved at its final size."""
     from faiss.contrib.ivf_tools import add_preassigned
 
-    from helpers.vectors import reserve_lists
-
     faiss = load_faiss()
     ivf = faiss.extract_index_ivf(index)
-    reserve_lists(ivf, np.bincount(assignments, minlength=ivf.nlist))
+    flat.reserve_lists(ivf, np.bincount(assignments, minlength=ivf.nlist))
     rotate = faiss.downcast_index(index).chain.at(0).apply if isinstance(index, faiss.IndexPreTransform) else None
     for first, chunk in vectors.chunks():
         add_preassigned(ivf, rotate(chunk) if rotate else chunk, assignments[first:first + len(chunk)])
@@ -231,11 +253,9 @@ def evaluate_compressed(vectors: VectorFile, quantizer, assignments, sample, que
                         query_groups, names=COMPRESSED, nprobes=(8, 16, 32, 64), shortlists=(10, 50, 100, 200),
                         k: int = 10, singles: int = 200) -> pd.DataFrame:
     """Each compressed index built over the file (one at a time, deleted after its measurements), then, for
-    each ``nprobe`` and shortlist, the three ``measures`` and the latency (``vectors.time_queries``). A
+    each ``nprobe`` and shortlist, the three ``measures`` and the latency (``helpers.vectors.time_queries``). A
     shortlist of k is the codes alone; longer shortlists are re-ranked from the file. Rows named "cells
     visited" give the ceiling the coarse step leaves (``cells_ceiling``)."""
-    from helpers.vectors import time_queries
-
     faiss = load_faiss()
     rows = [{"index": "cells visited", "nprobe": p, "shortlist": np.nan,
              f"recall@{k}": cells_ceiling(quantizer, queries, exact, assignments, p)} for p in nprobes]
@@ -247,7 +267,7 @@ def evaluate_compressed(vectors: VectorFile, quantizer, assignments, sample, que
         for nprobe in nprobes:
             faiss.extract_index_ivf(index).nprobe = nprobe
             for shortlist in shortlists:
-                found, latency = time_queries(Reranked(index, vectors, shortlist), queries, k, singles)
+                found, latency = flat.time_queries(Reranked(index, vectors, shortlist), queries, k, singles)
                 rows.append({"index": name, "nprobe": nprobe, "shortlist": shortlist,
                              **measures(found, exact, groups, query_groups, k), **latency,
                              "build s": build, "memory MiB": memory / 2**20, "bytes per vector": memory / len(vectors)})
@@ -258,22 +278,9 @@ def evaluate_compressed(vectors: VectorFile, quantizer, assignments, sample, que
 def exact_row(vectors: VectorFile, queries, k: int = 10, singles: int = 3) -> tuple[np.ndarray, dict]:
     """Exact search over the file: the answers for every query (timed as a batch) and ``singles`` queries
     timed one at a time on one core, as a row of the results table."""
-    faiss = load_faiss()
-    start = time.perf_counter()
-    _, exact = exact_search(vectors, queries, k)
-    batch = (time.perf_counter() - start) / len(queries) * 1000
-    single, threads = [], faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        for row in queries[:singles]:
-            start = time.perf_counter()
-            exact_search(vectors, row[None], k)
-            single.append((time.perf_counter() - start) * 1000)
-    finally:
-        faiss.omp_set_num_threads(threads)
-    return exact, {"setting": "exact, from the file", "index": "Flat (exact)", "batch ms": batch,
-                   "single ms (median)": float(np.median(single)), "single ms (p99)": float(np.percentile(single, 99)),
-                   "memory MiB": 0.0, "bytes per vector": 0.0}
+    exact, latency = flat.time_queries(Exact(vectors), queries, k, singles)
+    return exact, {"setting": "exact, from the file", "index": "Flat (exact)", **latency, "memory MiB": 0.0,
+                   "bytes per vector": 0.0}
 
 
 def evaluate_at_scale(vectors: VectorFile, queries, groups, query_groups, names=COMPRESSED, in_memory: bool = True,
@@ -281,13 +288,11 @@ def evaluate_at_scale(vectors: VectorFile, queries, groups, query_groups, names=
                       shortlists=(10, 50, 100, 200)):
     """Every index on the vectors of one file, with ~√n cells. Exact answers first (in memory when
     ``in_memory``, else chunk by chunk from the file); then, when ``in_memory``, the float32 indexes of
-    ``vectors.evaluate_indexes`` (HNSW if ``hnsw``); then the compressed indexes ``names``, with and
+    ``helpers.vectors.evaluate_indexes`` (HNSW if ``hnsw``); then the compressed indexes ``names``, with and
     without re-ranking (``evaluate_compressed`` over ``nprobes`` and ``shortlists``). Returns the results
     table (one row per index and setting, with the three ``measures``) and the compressed indexes' own
     table (for the ablation)."""
     from functools import partial
-
-    from helpers import vectors as flat
 
     n, score = len(vectors), partial(measures, groups=groups, query_groups=query_groups, k=k)
     nlist = 2 ** round(np.log2(np.sqrt(n)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,25 +125,31 @@ def replacing(path, suffix: str = "") -> Iterator[Path]:
 
 
 def is_running(pid: int) -> bool:
+    """Whether a process with this ID is running (one of another user's counts)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or no process could have such an ID
         return False
     except PermissionError:  # a process of another user
-        return True
+        pass
     return True
 
 
 def remove_stale_parts(*folders) -> list[Path]:
-    """Delete the temporary files that ``replacing`` left in ``folders`` when its writer was killed: those
-    whose writer (the process ID in the name) is no longer running. Returns what it removed."""
+    """Delete the temporary files (and folders being built, such as a feed's) that a killed writer left in
+    ``folders``: those named like ``replacing``'s whose writer (the process ID in the name) is no longer
+    running. Returns what it removed."""
     removed = []
     for folder in folders:
         for path in Path(folder).glob(".*.part*"):
             match = TEMPORARY_NAME.match(path.name)
-            if match and path.is_file() and not is_running(int(match["pid"])):
+            if not match or is_running(int(match["pid"])) or path.is_symlink():
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
                 path.unlink(missing_ok=True)
-                removed.append(path)
+            removed.append(path)
     return removed
 
 

@@ -60,6 +60,7 @@ def claim(who: str, mode: str | None = None) -> None:
 def release() -> None:
     """Give the output folder back (``notebook.finish`` does; so does the end of the process)."""
     if _held:
+        os.ftruncate(_held["fd"], 0)  # the next holder writes its own record; nobody reads this one as current
         fcntl.flock(_held["fd"], fcntl.LOCK_UN)
         os.close(_held["fd"])
         _held.clear()

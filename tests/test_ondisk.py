@@ -73,7 +73,7 @@ def test_the_chapters_rerank_is_the_helpers(clustered):
     rng = np.random.default_rng(2)
     shortlist = rng.integers(-1, 3000, (40, 30))
     queries = data[:40]
-    assert np.array_equal(chapter["rerank"](shortlist, queries, data), ondisk.rerank(file, queries, shortlist))
+    assert np.array_equal(chapter["rerank"](data, queries, shortlist), ondisk.rerank(file, queries, shortlist))
 
 
 def test_the_three_measures_on_a_hand_checked_case():
