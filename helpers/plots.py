@@ -349,19 +349,20 @@ OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "
 
 def plot_recall_latency(table, k: int = 10, title: str = ""):
     """Recall@k against median single-query latency (log scale), one panel per number of vectors and one
-    line per index type through its best settings (each point: no faster setting reaches its recall).
+    line per index type through its best settings (each point: a higher recall than any faster setting).
     Colours from a colour-blind-safe palette, one per index family; re-ranked indexes dashed."""
     sizes = sorted(table["vectors"].unique())
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 4.2), sharey=True, squeeze=False)
     families = list(dict.fromkeys(name.removesuffix(" + re-rank") for name in table["index"]))
-    colour = dict(zip(families, OKABE_ITO * 2))
+    colour, marker = dict(zip(families, OKABE_ITO * 2)), dict(zip(families, "osD^vPX*" * 2))
     lines = {}
     for ax, size in zip(axes[0], sizes):
         for name, rows in table[table["vectors"] == size].groupby("index", sort=False):
             rows = rows.sort_values("single ms (median)")
-            best = rows[rows[f"recall@{k}"] >= rows[f"recall@{k}"].cummax()]  # the Pareto front
+            recall = rows[f"recall@{k}"]
+            best = rows[recall > recall.cummax().shift(fill_value=-1.0)]  # better than every faster setting
             family = name.removesuffix(" + re-rank")
-            (lines[name],) = ax.plot(best["single ms (median)"], best[f"recall@{k}"], marker="o", ms=4,
+            (lines[name],) = ax.plot(best["single ms (median)"], best[f"recall@{k}"], marker=marker[family], ms=4,
                                      color=colour[family], ls="--" if name != family else "-", label=name)
         ax.axhline(0.95, ls=":", color="grey", lw=1)
         ax.set(xscale="log", xlabel="single query, median ms", title=f"{size:,} vectors")

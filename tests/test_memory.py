@@ -1,6 +1,7 @@
 """The memory check (every chapter's large steps): with memory made scarce, a step scales down or stops
 with a message naming it, instead of being killed by the operating system."""
 
+import re
 import resource
 import subprocess
 import sys
@@ -35,7 +36,8 @@ def test_a_step_that_cannot_fit_stops_with_its_name_and_the_mode_that_fits():
         memory.require("Searching ten million vectors", 9_000, smaller='mode = "lesson"')
         """)
     assert done.returncode == 1 and done.returncode != -9  # an error, not a kill
-    assert "MemoryBudgetError: Searching ten million vectors needs about 9,512 MiB (with 512 MiB of headroom)" in done.stderr
+    assert ("MemoryBudgetError: Searching ten million vectors needs about 9,512 MiB (with 512 MiB of headroom)"
+            in done.stderr)
     assert 'mode = "lesson"' in done.stderr
 
 
@@ -83,3 +85,23 @@ def test_a_chapter_whose_recorded_peak_does_not_fit_stops_at_its_first_cell(tmp_
     assert done.returncode == 1, done.stderr
     assert "MemoryBudgetError: Chapter 09 in full mode needs about" in done.stderr
     assert 'mode = "lesson"' in done.stderr
+
+
+def full_run_peaks() -> dict[str, float]:
+    """Each chapter's peak memory in its committed full run (results/run_NN.json), in MiB."""
+    records = sorted((REPO_ROOT / "results").glob("run_*.json"))
+    return {path.stem.removeprefix("run_"): memory.recorded_peak_mib(path) for path in records}
+
+
+def test_every_committed_full_run_stayed_within_the_memory_budget():
+    peaks = full_run_peaks()
+    assert len(peaks) == 9, sorted(peaks)
+    over = {chapter: peak for chapter, peak in peaks.items() if not peak <= memory.BUDGET_MIB}
+    assert not over, f"chapters over {memory.BUDGET_MIB} MiB in full mode: {over}"
+
+
+def test_the_readme_states_each_chapters_peak_from_its_record():
+    readme = (REPO_ROOT / "README.md").read_text()
+    line = next(ln for ln in readme.split("\n\n") if ln.startswith("Peak memory in full mode"))
+    stated = dict(re.findall(r"(\d\d) ([\d.]+) GiB", line))
+    assert stated == {chapter: f"{peak / 1024:.1f}" for chapter, peak in full_run_peaks().items()}
