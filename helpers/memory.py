@@ -80,18 +80,27 @@ def _address_space_available() -> float:
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft == resource.RLIM_INFINITY:
         return float("inf")
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmSize:"):
-            return (soft - int(line.split()[1]) * 1024) / MIB
-    return soft / MIB
+    return soft / MIB - _status_mib("VmSize")
+
+
+def _status_mib(key: str) -> float:
+    """A memory figure of this process from /proc/self/status, in MiB (0 where there is none)."""
+    status = Path("/proc/self/status")
+    for line in status.read_text().splitlines() if status.is_file() else []:
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def resident_mib() -> float:
     """The memory this process holds now (its resident set), in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return _status_mib("VmRSS")
+
+
+def peak_mib() -> float:
+    """The most memory this process has held since it started its program (its resident high-water mark),
+    in MiB. Unlike ``ru_maxrss``, it does not count the process that started it (a test runner, say)."""
+    return _status_mib("VmHWM")
 
 
 def available_mib() -> float:

@@ -80,8 +80,11 @@ def check_memory(chapter: str, mode: str) -> None:
 
 
 def peak_memory_mib() -> float:
-    """Peak resident memory of this process (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process since it started its program (``VmHWM``; where /proc is
+    missing, ``ru_maxrss``, which also counts the memory of the process that started this one)."""
+    from helpers import memory
+
+    return memory.peak_mib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def versions() -> dict[str, str]:
