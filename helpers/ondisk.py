@@ -22,7 +22,7 @@ from helpers import vectors as flat
 from helpers.paths import replacing
 from helpers.vectors import index_bytes, load_faiss
 
-CHUNK_ROWS = 500_000
+CHUNK_ROWS = 250_000  # rows read from a vector file at a time: 256 MiB of float32 at width 256
 
 
 def write_vectors(chunks, path, n: int, dim: int, dtype="float16") -> Path:
