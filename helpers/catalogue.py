@@ -24,7 +24,8 @@ from PIL import Image
 from helpers.catalogue_schema import COLUMNS, LABELS, whole_numbers
 from helpers.fashion_mnist import DataError, sha256_of
 from helpers.mirror import MIRROR, load_mirror
-from helpers.paths import atomic_write_bytes, data_roots
+from helpers.paths import atomic_write_bytes, data_roots, replacing
+from helpers.photos import decode_bytes
 
 FOLDER = "fashion-product-images-small"
 IMAGE_SIZE = (80, 60)  # height, width
@@ -120,8 +121,6 @@ def decode_image(payload: bytes, where: str, size: tuple[int, int] = IMAGE_SIZE)
     """Decode image bytes to RGB uint8 (height, width, 3) as a person sees the photo (``helpers.photos``, the
     one decoder of the catalogue, the feed and your own photos): upright, transparency on white, any bit depth,
     resized bilinearly. A damaged or oversized file is a ``DataError`` naming ``where``."""
-    from helpers.photos import decode_bytes  # photos must not import catalogue back
-
     return decode_bytes(payload, where, size)
 
 
@@ -294,7 +293,6 @@ def save_processed(folder, frame: pd.DataFrame, images: np.ndarray, styles: Path
     folder.mkdir(parents=True, exist_ok=True)
     paths = processed_paths(folder)
     paths["source"].unlink(missing_ok=True)  # arrays without their record are never taken as current
-    from helpers.paths import replacing
 
     with replacing(paths["table"]) as tmp_table, replacing(paths["images"]) as tmp_images:
         frame.to_csv(tmp_table, index=False)

@@ -36,7 +36,7 @@ from PIL import Image
 from sklearn.metrics import precision_recall_curve
 
 from helpers.catalogue import IMAGE_SIZE
-from helpers.fashion_mnist import DataError
+from helpers.fashion_mnist import DataError, sha256_of
 from helpers.paths import remove_stale_parts
 from helpers.photos import decode_file, shown_path
 
@@ -246,7 +246,7 @@ def feed_ids(folder, files) -> np.ndarray:
         if row["id"] is None:
             raise DataError(f"{shown_path(path)} was added to the feed without a catalogue id (write_feed's extra); "
                             "give it one as (bytes, id), or leave it out of the comparison.")
-        if hashlib.sha256(path.read_bytes()).hexdigest() != row["sha256"]:
+        if sha256_of(path) != row["sha256"]:
             raise DataError(f"{shown_path(path)} changed after write_feed wrote it (its SHA-256 differs from "
                             f"{MANIFEST}): run the cell that writes the feed again.")
         ids.append(row["id"])
