@@ -8,18 +8,24 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 MODE ?= $(or $(SERIES_MODE),full)
 # 1: the exact versions the committed results were produced with (requirements-lock.txt, Linux x86-64,
 # Python 3.11); 0: the newest versions environment.yml's ranges allow (other platforms, upgrades).
-LOCK ?= 1
+# The default: the lock where it was made, the ranges elsewhere.
+UNAME_S ?= $(shell uname -s)
+UNAME_M ?= $(shell uname -m)
+PYTHON_MINOR ?= $(shell python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+LOCK ?= $(if $(and $(filter Linux,$(UNAME_S)),$(filter x86_64,$(UNAME_M)),$(filter 3.11,$(PYTHON_MINOR))),1,0)
 
-.PHONY: setup series quick lesson test lint lab lock
+.PHONY: setup series quick lesson book test lint lab lock
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: environment.yml requirements-lock.txt pyproject.toml helpers/envfile.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 ifeq ($(LOCK),1)
+	@echo "make setup: the locked versions (requirements-lock.txt) on $(UNAME_S) $(UNAME_M), Python $(PYTHON_MINOR)"
 	$(PY) -m pip install -q -r requirements-lock.txt
 	$(PY) -m pip install -q --no-deps -e .
 else
+	@echo "make setup: the newest versions environment.yml allows on $(UNAME_S) $(UNAME_M), Python $(PYTHON_MINOR) (the lock is for Linux x86_64, Python 3.11)"
 	mkdir -p build
 	python3 helpers/envfile.py environment.yml > build/requirements.txt
 	$(PY) -m pip install -q -r build/requirements.txt
@@ -43,11 +49,14 @@ quick: setup             ## the whole series in quick mode (tiny subsets: does i
 lesson: setup            ## the whole series in lesson mode (a few minutes a chapter), under build/lesson/
 	$(PY) -m helpers.runner --mode lesson
 
+book: setup              ## the chapters as they are committed, with the guide and the record, as a website: build/book/index.html
+	$(PY) -m helpers.book
+
 lint: setup
 	$(PY) -m ruff check .
 
 test: lint               ## unit tests, the series under papermill (quick) and nbval on the chapters
 	SERIES_MODE=quick $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=1200 tests notebooks
 
-lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+lab: setup              ## JupyterLab on the chapters, in lesson mode unless SERIES_MODE says otherwise
+	SERIES_MODE=$(or $(SERIES_MODE),lesson) $(VENV)/bin/jupyter lab notebooks/

@@ -5,9 +5,9 @@ environment variable (a folder holding ``fashion-mnist/`` and
 ``fashion-product-images-small/``, like ``../shared/data``), the repository's ``data/``.
 
 Outputs depend on the mode: ``full`` writes the committed results (``figures/``,
-``results/``); ``lesson`` (short training, whole test sets: a class can watch it) and ``quick``, the
-default (tiny subsets: checks that everything runs), write under ``build/<mode>/`` so that they never
-overwrite what is committed.
+``results/``); ``lesson`` (short training, whole test sets: a class can watch it; a chapter's default) and
+``quick`` (tiny subsets: checks that everything runs; the default here and in the runner), write under
+``build/<mode>/`` so that they never overwrite what is committed.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ def data_roots(explicit: str | os.PathLike | None = None) -> list[Path]:
 def series_mode(mode: str | None = None) -> str:
     """The run mode: the argument, else ``$SERIES_MODE``, else ``quick``.
 
-    Quick is the default so that a chapter opened in JupyterLab and run as it is never replaces the
-    committed full-run results; lesson and full mode are asked for by name (``make series``, the runner's
-    ``--mode full``, ``SERIES_MODE=full`` or ``mode = "full"`` in the parameters cell).
+    Neither default replaces the committed full-run results: full mode is asked for by name (``make series``,
+    the runner's ``--mode full``, ``SERIES_MODE=full`` or ``mode = "full"`` in a chapter's parameters cell,
+    whose own default is lesson).
     """
     mode = mode or os.environ.get(MODE_ENV) or "quick"
     if mode not in MODES:

@@ -1,4 +1,4 @@
-"""Run the series in order with papermill, then render HTML with an index page.
+"""Run the series in order with papermill, then build the book of the chapters that ran (helpers.book).
 
     python -m helpers.runner --mode quick           # tiny subsets: does everything run? build/quick/
     python -m helpers.runner --mode lesson          # short training, whole test sets: build/lesson/
@@ -9,16 +9,17 @@ The mode comes from --mode, else $SERIES_MODE, else quick (the same rule as the 
 Kaggle catalogue, the chapters that need it (06-08) are skipped with the command that gets it.
 Each chapter's library start-up logs go to build/<mode>/logs/NN.log, not to the terminal. A run holds its
 mode's output folder (helpers.runlock): a second run in the same mode is refused with a message. A chapter
-that fails leaves its partial run as NN_name.part.ipynb beside the executed chapters, and the HTML index
-still covers the chapters that ran before it.
-Exit status: 0 when every chapter that could run ran (skipped ones are listed), 1 when a chapter failed,
-2 for bad arguments, 130 when stopped with Ctrl-C.
+that fails leaves its partial run as NN_name.part.ipynb beside the executed chapters. After a run, also one
+that stopped at a failing chapter, the book of the run (build/book/index.html in full mode, read from
+notebooks/; build/<mode>/book/index.html otherwise) shows the chapters that ran and names the others with the
+reason. Exit status: 0 when every chapter that could run ran (skipped ones are listed) and the book was built,
+1 when a chapter failed or the book did not build (a link that leads nowhere: the message names it), 2 for
+bad arguments, 130 when stopped with Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import os
 import re
 import sys
@@ -26,10 +27,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import nbformat
 import papermill as pm
 from nbclient.exceptions import DeadKernelError
-from nbconvert import HTMLExporter
 
 from helpers import runlock
 from helpers.failures import failing_cell, kernel_died
@@ -88,8 +87,9 @@ def executed_dir(mode: str) -> Path:
     return NOTEBOOKS_DIR if mode == "full" else output_root(mode) / "notebooks"
 
 
-def html_dir(mode: str) -> Path:
-    return REPO_ROOT / "build" / "html" if mode == "full" else output_root(mode) / "html"
+def book_dir(mode: str) -> Path:
+    """Where the book of a run goes: build/book in full mode, build/<mode>/book otherwise."""
+    return REPO_ROOT / "build" / "book" if mode == "full" else output_root(mode) / "book"
 
 
 def logs_dir(mode: str) -> Path:
@@ -210,36 +210,6 @@ def _keep(tmp: Path, kept: Path) -> bool:
     return True
 
 
-def render_html(notebook_dir: Path, out_dir: Path, names: list[str] | None = None,
-                skipped: dict | None = None) -> Path:
-    """Render the executed chapters (``names``, default all) to HTML, with an index page linking them and
-    listing the ``skipped`` chapters with their reason; links between chapters point at the pages."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    notebooks = Path(os.path.relpath(NOTEBOOKS_DIR, out_dir)).as_posix()
-    exporter = HTMLExporter()
-    items = []
-    for path in chapters(notebook_dir):
-        if names is not None and path.name not in names:
-            continue
-        nb = nbformat.read(path, as_version=4)
-        body, _ = exporter.from_notebook_node(nb)
-        body = re.sub(r'href="(\d\d_[\w-]+)\.ipynb"', r'href="\1.html"', body)  # chapter links between pages
-        body = body.replace('href="README.md"', 'href="index.html"')  # "Contents"
-        # the guide's references and the solutions stay files of the repository
-        body = re.sub(r'href="(README\.md#[\w-]+|solutions/)', rf'href="{notebooks}/\1', body)
-        (out_dir / f"{path.stem}.html").write_text(body, encoding="utf-8")
-        title = next((c.source.splitlines()[0].lstrip("# ") for c in nb.cells
-                      if c.cell_type == "markdown" and c.source.strip()), path.stem)
-        items.append(f'<li><a href="{path.stem}.html">{html.escape(title)}</a></li>')
-    missing = "".join(f"<li>{html.escape(name)}: skipped, {html.escape(why)}</li>"
-                      for name, why in (skipped or {}).items())
-    index = out_dir / "index.html"
-    index.write_text("<!doctype html><meta charset='utf-8'><title>Image classification for "
-                     "e-commerce</title><h1>Image classification for e-commerce</h1><ol>"
-                     + "".join(items) + "</ol>" + (f"<ul>{missing}</ul>" if missing else ""), encoding="utf-8")
-    return index
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -261,13 +231,22 @@ def _data_root(text: str) -> str:
     return str(path)
 
 
-def _render(mode: str, timings: list[dict], skipped: dict) -> None:
-    """Render the HTML pages and index of the chapters that ran; say where the index is."""
+def render_book(mode: str, timings: list[dict], skipped: dict) -> Path | None:
+    """Build the book of the chapters that ran and say where it is; return its index page, or None (with the
+    reason printed) when the book could not be built: the run's own results stand either way."""
+    from helpers.book import BookError, build_book
+
     # full mode: every chapter of notebooks/ (the committed results); other modes: the chapters of this run
     ran = None if mode == "full" else [t["notebook"] for t in timings]
-    index = render_html(executed_dir(mode), html_dir(mode), ran, skipped)
     total = sum(t["minutes"] for t in timings)
-    print(f"{len(timings)} chapters in {total:.1f} min; HTML index: {index}")
+    print(f"{len(timings)} chapters in {total:.1f} min; building the book", flush=True)
+    try:
+        index = build_book(executed_dir(mode), book_dir(mode), ran, skipped)
+    except BookError as err:
+        print(f"The book was not built: {err}", file=sys.stderr)
+        return None
+    print(f"The book: {index}")
+    return index
 
 
 def main(argv=None) -> int:
@@ -291,7 +270,7 @@ def main(argv=None) -> int:
     except SeriesError as err:
         print(f"Series stopped: {err}", file=sys.stderr)
         if err.timings:
-            _render(mode, err.timings, skipped)
+            render_book(mode, err.timings, skipped)
         return 1
     except (runlock.OutputInUseError, OutputNotWritableError) as err:
         print(f"Series stopped: {err}", file=sys.stderr)
@@ -299,13 +278,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as err:
         print(f"\nStopped by Ctrl-C during {err}. Nothing committed was replaced.", file=sys.stderr)
         return 130
-    _render(mode, timings, skipped)
+    status = 0 if render_book(mode, timings, skipped) else 1
     if skipped:
         from helpers.catalogue import HOW_TO_GET
 
         print(f"Skipped {', '.join(skipped)}: they need the Kaggle catalogue. {HOW_TO_GET} Without a Kaggle "
               "account, FASHION_CATALOGUE=mirror loads it from its Hugging Face mirror.")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import re
 import nbformat
 import pytest
 
+from helpers import colab
 from helpers.runner import chapters
 
 CHAPTERS = chapters()
@@ -14,7 +15,7 @@ WINDOW = 6  # lines of code that may not appear in two chapters
 def _code_lines(nb):
     lines = []
     for cell in nb.cells:
-        if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []):
+        if cell.cell_type == "code" and not {"parameters", "colab"} & set(cell.metadata.get("tags", [])):
             lines += [ln.strip() for ln in cell.source.splitlines()
                       if ln.strip() and not ln.strip().startswith(("#", "import ", "from "))]
     return lines
@@ -32,7 +33,12 @@ def test_chapter_structure(path):
     for heading in ("**Summary.**", "**Learning goals**", "**Run time**"):
         assert heading in intro, f"{path.name}: the first cell lacks {heading}"
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1 and "seed = 42" in tagged[0].source and "SERIES_MODE" in tagged[0].source
+    assert len(tagged) == 1 and "seed = 42" in tagged[0].source
+    assert 'mode = os.environ.get("SERIES_MODE", "lesson")' in tagged[0].source  # a chapter opened as it is
+    # Colab: the badge under the title, then the one setup cell of helpers/colab.py before the parameters
+    assert intro.splitlines()[2] == colab.badge(path.name)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].source == colab.SETUP_CELL and code[0].metadata.get("tags") == ["colab"] and code[1] is tagged[0]
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "## What we learned" in text and "**Exercises**" in text
     assert (path.parent / "solutions" / f"{path.name[:2]}_solutions.md").is_file()

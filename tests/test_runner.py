@@ -8,13 +8,32 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import paths, runlock, runner
+from helpers import book, paths, runlock, runner
+
+
+def _fake_book(monkeypatch, tmp_path) -> list[dict]:
+    """Replace the book's builder (tests/test_book.py tests it) by one that records its arguments."""
+    books = []
+
+    def build(notebooks_dir, out_dir, names=None, skipped=None):
+        books.append({"notebooks_dir": notebooks_dir, "out_dir": out_dir, "names": names, "skipped": dict(skipped)})
+        return out_dir / "index.html"
+
+    monkeypatch.setattr(book, "build_book", build)
+    monkeypatch.setattr(runner, "book_dir", lambda mode: tmp_path / "book")
+    return books
 
 
 @pytest.fixture
-def fake_series(tmp_path, monkeypatch):
+def books(tmp_path, monkeypatch):
+    return _fake_book(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def fake_series(tmp_path, monkeypatch, books):
     """The real chapters, executed by a stand-in that copies them and writes a line to the kernel's stderr;
-    outputs under tmp_path. Returns the list of (notebook, parameters, mode) calls."""
+    outputs under tmp_path; the book's builder records its calls in ``books``. Returns the list of
+    (notebook, parameters, mode) calls."""
     calls = []
 
     def execute(source, target, parameters, **kwargs):
@@ -25,7 +44,6 @@ def fake_series(tmp_path, monkeypatch):
     monkeypatch.setattr(runner.pm, "execute_notebook", execute)
     monkeypatch.setattr(runner, "output_root", lambda mode=None: tmp_path / "out")
     monkeypatch.setattr(runner, "logs_dir", lambda mode: tmp_path / "logs")
-    monkeypatch.setattr(runner, "html_dir", lambda mode: tmp_path / "html")
     monkeypatch.setattr(runner, "executed_dir", lambda mode: tmp_path / "out" / "notebooks")
     monkeypatch.setattr(runlock, "lock_path", lambda mode: tmp_path / f"{mode}.lock")
     return calls
@@ -79,14 +97,31 @@ def test_leftover_notebooks_are_not_chapters(tmp_path):
 
 
 def test_without_the_catalogue_the_catalogue_chapters_are_skipped_with_the_fix(monkeypatch, fake_series, capsys,
-                                                                              tmp_path):
+                                                                              tmp_path, books):
     monkeypatch.setattr(runner, "catalogue_available", lambda: False)
     assert runner.main(["--only", "5", "6", "7", "8"]) == 0
     assert [name for name, _, _ in fake_series] == ["05_comparison.ipynb"]
     out = capsys.readouterr().out
     assert "06_catalogue.ipynb: skipped" in out and "kaggle datasets download" in out
-    index = (tmp_path / "html" / "index.html").read_text()
-    assert "05_comparison.html" in index and "08_similar_products.ipynb: skipped" in index
+    assert f"The book: {tmp_path / 'book' / 'index.html'}" in out
+    assert books == [{"notebooks_dir": tmp_path / "out" / "notebooks", "out_dir": tmp_path / "book",
+                      "names": ["05_comparison.ipynb"],
+                      "skipped": {f"0{k}_{name}.ipynb": "needs the Kaggle catalogue"
+                                  for k, name in ((6, "catalogue"), (7, "augmentation"), (8, "similar_products"))}}]
+
+
+def test_a_book_that_does_not_build_is_named_and_fails_the_run(monkeypatch, fake_series, capsys):
+    def broken(*args, **kwargs):
+        raise book.BookError("The book built from build/book-src has links that lead nowhere:\nx.html: y.html")
+
+    monkeypatch.setattr(book, "build_book", broken)
+    assert runner.main(["--only", "5"]) == 1
+    assert "The book was not built: The book built from build/book-src has links" in capsys.readouterr().err
+
+
+def test_full_mode_s_book_reads_every_committed_chapter(monkeypatch, fake_series, books):
+    assert runner.main(["--only", "5", "--mode", "full"]) == 0
+    assert books[0]["names"] is None and books[0]["skipped"] == {}
 
 
 def test_library_logs_go_to_the_chapter_log_not_the_terminal(fake_series, capfd, tmp_path):
@@ -146,23 +181,6 @@ def test_the_mirror_counts_as_a_catalogue_when_asked_for(monkeypatch, tmp_path):
     assert runner.catalogue_available()
 
 
-def test_rendered_pages_link_to_each_other_and_to_the_guide(tmp_path):
-    import nbformat
-
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
-        "# 02 · Two\n[next](03_three.ipynb) · [Contents](README.md) · [refs](README.md#references) · "
-        "[solutions](solutions/02_solutions.md)")])
-    (tmp_path / "nb").mkdir()
-    nbformat.write(nb, tmp_path / "nb" / "02_two.ipynb")
-    index = runner.render_html(tmp_path / "nb", tmp_path / "html", skipped={"06_x.ipynb": "needs the catalogue"})
-    page = (tmp_path / "html" / "02_two.html").read_text()
-    notebooks = os.path.relpath(runner.NOTEBOOKS_DIR, tmp_path / "html")
-    for link in ("03_three.html", "index.html", f"{notebooks}/README.md#references",
-                 f"{notebooks}/solutions/02_solutions.md"):
-        assert f'href="{link}"' in page
-    assert "06_x.ipynb: skipped, needs the catalogue" in index.read_text()
-
-
 def test_a_read_only_checkout_gives_one_message_naming_the_folder_and_the_fix(monkeypatch, fake_series, capsys,
                                                                              tmp_path):
     from test_plots_and_paths import ReadOnlyPath
@@ -186,20 +204,20 @@ def _fake_chapters(folder: Path, **sources: str) -> None:
 
 @pytest.fixture
 def real_papermill(tmp_path, monkeypatch):
-    """The runner with the real papermill on chapters in tmp_path/notebooks; outputs under tmp_path/out."""
+    """The runner with the real papermill on chapters in tmp_path/notebooks; outputs under tmp_path/out.
+    Returns tmp_path and the calls of the book's builder."""
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", tmp_path / "notebooks")
     monkeypatch.setattr(runner, "output_root", lambda mode=None: tmp_path / "out")
     monkeypatch.setattr(runner, "logs_dir", lambda mode: tmp_path / "logs")
-    monkeypatch.setattr(runner, "html_dir", lambda mode: tmp_path / "html")
     monkeypatch.setattr(runner, "executed_dir", lambda mode: tmp_path / "out" / "notebooks")
     monkeypatch.setattr(runner, "catalogue_available", lambda: True)
     monkeypatch.setattr(runlock, "lock_path", lambda mode: tmp_path / f"{mode}.lock")
-    return tmp_path
+    return tmp_path, _fake_book(monkeypatch, tmp_path)
 
 
-def test_a_chapter_whose_kernel_dies_is_named_with_memory_and_the_chapters_before_it_are_rendered(real_papermill,
-                                                                                                  capsys):
-    tmp_path = real_papermill
+def test_a_chapter_whose_kernel_dies_is_named_with_memory_and_the_chapters_before_it_are_in_the_book(real_papermill,
+                                                                                                     capsys):
+    tmp_path, books = real_papermill
     _fake_chapters(tmp_path / "notebooks", **{"01_ok": "print('fine')",
                                               "02_die": "import os\nos.kill(os.getpid(), 9)"})
     (tmp_path / "out" / "results").mkdir(parents=True)
@@ -211,9 +229,7 @@ def test_a_chapter_whose_kernel_dies_is_named_with_memory_and_the_chapters_befor
     assert "running out of memory (this machine has" in err and "GiB of memory" in err
     assert "peaked at 21,500 MiB" in err and f"Partial run kept in {kept}" in err and kept.is_file()
     assert "Traceback" not in err and "DeadKernelError" not in err
-    assert "HTML index:" in out
-    index = (tmp_path / "html" / "index.html").read_text()
-    assert "01_ok.html" in index and "02_die" not in index
+    assert "The book:" in out and [b["names"] for b in books] == [["01_ok.ipynb"]]
 
 
 def test_a_second_run_in_the_same_mode_is_refused_before_any_chapter_runs(fake_series, capsys, tmp_path):

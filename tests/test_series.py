@@ -1,8 +1,7 @@
-"""The whole series under papermill in quick mode: runs, renders, never touches committed files."""
+"""The whole series under papermill in quick mode: runs, becomes a book, never touches committed files."""
 
 import hashlib
 import os
-import re
 
 import pytest
 
@@ -15,14 +14,17 @@ def _digests(folder):
 
 
 @pytest.mark.slow
-def test_quick_series_runs_renders_and_leaves_committed_outputs_alone(data_root):
+def test_quick_series_runs_becomes_a_book_and_leaves_committed_outputs_alone(data_root):
     committed = {d: _digests(REPO_ROOT / d) for d in ("notebooks", "figures", "results")}
     timings = runner.run_series("quick", seed=42, data_root=str(data_root))
     assert [t["notebook"] for t in timings] == [p.name for p in runner.chapters()]
-    index = runner.render_html(runner.executed_dir("quick"), runner.html_dir("quick"))
-    links = re.findall(r'href="([^"]+)"', index.read_text())
-    assert links == [p.stem + ".html" for p in runner.chapters()]
-    assert all((index.parent / link).is_file() for link in links)
+    index = runner.render_book("quick", timings, {})  # the links are checked as it is built
+    assert index == REPO_ROOT / "build" / "quick" / "book" / "index.html"
+    for chapter in runner.chapters():
+        page = (index.parent / "notebooks" / f"{chapter.stem}.html").read_text(encoding="utf-8")
+        assert "not in this build" not in page and "cell_output" in page
+    comparison = (index.parent / "notebooks" / "05_comparison.html").read_text(encoding="utf-8")
+    assert "<td>quick</td>" in comparison and "<td>full</td>" not in comparison  # this run's records table
     figures = REPO_ROOT / "build" / "quick" / "figures"
     assert {p.name[:2] for p in figures.glob("0[1-9]_*.png")} == {f"0{k}" for k in range(1, 10)}
     assert committed == {d: _digests(REPO_ROOT / d) for d in ("notebooks", "figures", "results")}
