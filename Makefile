@@ -9,16 +9,18 @@ MODE ?= $(or $(SERIES_MODE),full)
 # 1: the exact versions the committed results were produced with (requirements-lock.txt, Linux x86-64,
 # Python 3.11); 0: the newest versions environment.yml's ranges allow (other platforms, upgrades).
 # The default: the lock where it was made, the ranges elsewhere.
+PYTHON ?= python3
 UNAME_S ?= $(shell uname -s)
 UNAME_M ?= $(shell uname -m)
-PYTHON_MINOR ?= $(shell python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PYTHON_MINOR ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 LOCK ?= $(if $(and $(filter Linux,$(UNAME_S)),$(filter x86_64,$(UNAME_M)),$(filter 3.11,$(PYTHON_MINOR))),1,0)
 
 .PHONY: setup series quick lesson book test lint lab lock
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: environment.yml requirements-lock.txt pyproject.toml helpers/envfile.py
-	python3 -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; (3, 10) <= sys.version_info[:2] <= (3, 12) or sys.exit("The series needs Python 3.10 to 3.12, not $(PYTHON) " + sys.version.split()[0] + ": name one, e.g. make setup PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 ifeq ($(LOCK),1)
 	@echo "make setup: the locked versions (requirements-lock.txt) on $(UNAME_S) $(UNAME_M), Python $(PYTHON_MINOR)"
@@ -27,7 +29,7 @@ ifeq ($(LOCK),1)
 else
 	@echo "make setup: the newest versions environment.yml allows on $(UNAME_S) $(UNAME_M), Python $(PYTHON_MINOR) (the lock is for Linux x86_64, Python 3.11)"
 	mkdir -p build
-	python3 helpers/envfile.py environment.yml > build/requirements.txt
+	$(PYTHON) helpers/envfile.py environment.yml > build/requirements.txt
 	$(PY) -m pip install -q -r build/requirements.txt
 endif
 	touch $@

@@ -1,12 +1,13 @@
 """Set the series up on Google Colab, where a chapter opened from the repository arrives alone.
 
-Each chapter's first code cell (``SETUP_CELL``, tagged ``colab``) does nothing outside Colab. On Colab it
+Each chapter's first code cell (``setup_cell``, tagged ``colab``) does nothing outside Colab. On Colab it
 clones the repository and calls ``setup()`` from the clone, which installs only what the runtime lacks:
 every package of ``requirements-lock.txt`` that is not installed, and every package ``environment.yml``
 names whose installed version is outside its range, each at its locked version and without its
 dependencies (the lock lists them), so that Colab's own TensorFlow, NumPy and pandas stay as they are
-wherever the series accepts them. Then it installs this clone's helpers in place and chooses lesson mode
-and the catalogue's Hugging Face mirror, unless they are chosen already.
+wherever the series accepts them. Then it installs this clone's helpers in place, chooses lesson mode and
+the catalogue's Hugging Face mirror unless they are chosen already, and runs the earlier chapters whose
+outputs the chapter reads (each Colab notebook has a runtime of its own).
 
 Standard library and ``packaging`` only: it runs before anything else is installed.
 """
@@ -29,20 +30,26 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 REPOSITORY = "https://github.com/ecommerce-image-classification/notebook-series"
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
-SETUP_CELL = f'''\
-# On Google Colab only: the series, what Colab lacks at the versions of the lock, lesson mode, the mirror
+SETUP_CELL = '''\
+# Runs on Google Colab only (elsewhere it does nothing): gets the series and the packages Colab lacks,
+# runs the chapters this one reads from, and chooses lesson mode and the catalogue's Hugging Face copy
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules or os.environ.get("SERIES_COLAB_SETUP") == "1":
-    source = os.environ.get("SERIES_REPOSITORY", "{REPOSITORY}")
+    source = os.environ.get("SERIES_REPOSITORY", "{repository}")
     folder = os.path.abspath(os.path.basename(source.rstrip("/")).removesuffix(".git"))
     if not os.path.isdir(folder):
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", source, folder], check=True)
     sys.path.insert(0, folder)
     from helpers import colab
-    colab.setup()'''
+    colab.setup("{chapter}")'''
+
+
+def setup_cell(chapter: str) -> str:
+    """The first code cell of a chapter (``"06"``)."""
+    return SETUP_CELL.format(repository=REPOSITORY, chapter=chapter)
 
 
 def colab_url(notebook: str, branch: str = "main") -> str:
@@ -94,18 +101,37 @@ def to_install(lock_text: str, environment_text: str,
     return missing
 
 
-def setup() -> None:
-    """Install what this runtime lacks and the helpers of this clone; then, unless they are set already,
-    lesson mode and the catalogue's Hugging Face mirror; work in the clone's ``notebooks/`` folder."""
+def setup(chapter: str) -> None:
+    """Install what this runtime lacks and the helpers of this clone; choose lesson mode and the catalogue's
+    Hugging Face mirror unless they are chosen already; run, in that mode, the chapters ``chapter`` reads from
+    that have not run yet; work in the clone's ``notebooks/`` folder."""
     pins = to_install((REPO_ROOT / "requirements-lock.txt").read_text(), (REPO_ROOT / "environment.yml").read_text())
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
     if pins:
-        print(f"Installing {len(pins)} packages at the versions of requirements-lock.txt: {' '.join(pins)}")
-        subprocess.run(pip + pins, check=True)
-    subprocess.run(pip + ["--editable", str(REPO_ROOT)], check=True)
+        print(f"Installing {len(pins)} packages at the versions of requirements-lock.txt", flush=True)
+        _stream(pip + pins)
+    _stream(pip + ["--editable", str(REPO_ROOT)])
     importlib.invalidate_caches()  # what was just installed can be imported without a restart
-    os.environ.setdefault("SERIES_MODE", "lesson")
+    mode = os.environ.setdefault("SERIES_MODE", "lesson")
     os.environ.setdefault("FASHION_CATALOGUE", "mirror")
+    from helpers.paths import results_dir
+    from helpers.runner import prerequisites
+
+    earlier = [c for c in prerequisites(chapter) if not (results_dir(mode) / f"run_{c}.json").is_file()]
+    if earlier:
+        print(f"Chapter {chapter} reads what chapters {', '.join(earlier)} save: running them first.", flush=True)
+        _stream([sys.executable, "-m", "helpers.runner", "--mode", mode, "--only", *earlier])
     os.chdir(REPO_ROOT / "notebooks")
-    print(f"The series is in {REPO_ROOT}; mode {os.environ['SERIES_MODE']}, catalogue "
-          f"{os.environ['FASHION_CATALOGUE']} (set SERIES_MODE or FASHION_CATALOGUE before this cell to change them).")
+    print(f"Ready: {mode} mode, the catalogue from {os.environ['FASHION_CATALOGUE']} (the next cell's `mode` "
+          "chooses another mode).")
+
+
+def _stream(command: list[str]) -> None:
+    """Run ``command`` in the clone, showing its output in the notebook as it comes (a notebook shows only
+    what the kernel prints, not what a child process writes)."""
+    with subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as process:
+        for line in process.stdout:
+            print(line, end="", flush=True)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)

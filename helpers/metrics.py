@@ -1,13 +1,16 @@
 """Pure metric functions on ``y_true`` (n,) and ``y_score`` (n, num_classes).
 
-Everything that scikit-learn computes is computed by scikit-learn; only the expected
-calibration error, the bootstrap and McNemar's exact test are written here.
+Everything that scikit-learn or SciPy computes is computed by them; the reliability table, the
+expected calibration error, temperature scaling, the bootstrap and McNemar's exact test are written here
+(chapter 05 types each of them).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize_scalar
+from scipy.special import softmax
 from scipy.stats import binomtest
 from sklearn import metrics as skm
 from sklearn.preprocessing import label_binarize
@@ -50,17 +53,40 @@ def predicted_labels(y_score) -> np.ndarray:
     return np.asarray(y_score).argmax(axis=1)
 
 
-def expected_calibration_error(y_true, y_score, n_bins: int = 15) -> float:
-    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+CALIBRATION_BINS = 15  # equal-width confidence bins of the ECE and the reliability diagram
+
+
+def reliability_table(y_true, y_score, n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Per equal-width bin of the top-class confidence (empty bins left out): how many images, their mean
+    confidence and their accuracy; the reliability diagram plots accuracy against confidence."""
     y_true, y_score = check_scores(y_true, y_score)
-    confidence = y_score.max(axis=1)
-    correct = (y_score.argmax(axis=1) == y_true).astype(float)
+    confidence, correct = y_score.max(axis=1), y_score.argmax(axis=1) == y_true
     bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in np.unique(bins):
-        in_bin = bins == b
-        ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+    frame = pd.DataFrame({"bin": bins, "confidence": confidence, "correct": correct})
+    return frame.groupby("bin").agg(count=("correct", "size"), confidence=("confidence", "mean"),
+                                    accuracy=("correct", "mean"))
+
+
+def expected_calibration_error(y_true, y_score, n_bins: int = CALIBRATION_BINS) -> float:
+    """ECE: the mean of |accuracy - confidence| over the reliability table's bins, weighted by their images."""
+    table = reliability_table(y_true, y_score, n_bins)
+    return float(np.sum(table["count"] / table["count"].sum() * (table["accuracy"] - table["confidence"]).abs()))
+
+
+def temperature_scale(y_score, temperature: float) -> np.ndarray:
+    """Class probabilities softened (temperature > 1) or sharpened (< 1): softmax(log p / T). The logs of the
+    probabilities are the logits up to a constant per image, which a softmax ignores; the top class stays."""
+    logits = np.log(np.clip(np.asarray(y_score, dtype=np.float64), 1e-12, 1.0))
+    return softmax(logits / temperature, axis=1)
+
+
+def fit_temperature(y_true, y_score) -> float:
+    """The temperature whose scaled probabilities have the lowest log loss on these (held-out) images."""
+    y_true, y_score = check_scores(y_true, y_score)
+    labels = np.arange(y_score.shape[1])
+    result = minimize_scalar(lambda t: skm.log_loss(y_true, temperature_scale(y_score, t), labels=labels),
+                             bounds=(0.05, 20.0), method="bounded")
+    return float(result.x)
 
 
 def summary_metrics(y_true, y_score) -> dict[str, float]:
@@ -204,18 +230,6 @@ def auc_against_each_class(y_true, y_score, class_id: int, class_names) -> pd.Se
             continue  # no negatives of that class to rank against
         aucs[name] = skm.roc_auc_score(y_true[keep] == class_id, y_score[keep, class_id])
     return pd.Series(aucs, name=f"AUC of {class_names[class_id]} against").sort_values()
-
-
-def reliability_table(y_true, y_score, n_bins: int = 10) -> pd.DataFrame:
-    """Confidence vs accuracy of the top prediction in equal-width bins (for a reliability diagram)."""
-    y_true, y_score = check_scores(y_true, y_score)
-    confidence = y_score.max(axis=1)
-    correct = y_score.argmax(axis=1) == y_true
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    frame = pd.DataFrame({"bin": bins, "confidence": confidence, "correct": correct})
-    table = frame.groupby("bin").agg(confidence=("confidence", "mean"),
-                                     accuracy=("correct", "mean"), count=("correct", "size"))
-    return table.reset_index(drop=True)
 
 
 def thresholded_precision(y_true, y_score, threshold: float = 0.5) -> float:

@@ -13,7 +13,12 @@ import numpy as np
 import seaborn as sns
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
+from helpers import metrics
 from helpers.paths import figures_dir, replacing
+
+# Okabe & Ito's colour-blind-safe palette (https://jfly.uni-koeln.de/color/), black first
+OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
+LINE_COLOURS = ("#E69F00", "#0072B2", "#009E73", "#D55E00", "#56B4E9", "#CC79A7")  # no yellow on white
 
 
 def _axes(ax, figsize=(6, 4.5)):
@@ -151,15 +156,24 @@ def plot_correctness_curves(results: dict, ax_roc=None, ax_pr=None):
     return fig
 
 
-def plot_reliability(tables: dict, ax=None):
-    """Reliability diagram from ``{name: metrics.reliability_table(...)}``."""
-    fig, ax = _axes(ax, figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], color="grey", ls=":", label="perfect calibration")
-    for name, table in tables.items():
-        ax.plot(table["confidence"], table["accuracy"], marker="o", label=name)
-    ax.set(xlabel="mean confidence of the top class", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-           title="Reliability diagram")
-    ax.legend(fontsize=8)
+def plot_reliability(tables: dict, title: str = "Reliability diagram"):
+    """Reliability diagram from ``{name: metrics.reliability_table(...)}``: accuracy against mean confidence
+    per bin above, and below, on the same bins, how many images each point stands on (a point of a few images
+    says little). Colour-blind-safe colours, with a line style per model as well."""
+    n_bins = metrics.CALIBRATION_BINS
+    fig, (ax, below) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True, height_ratios=(3, 1.2),
+                                    layout="constrained")
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":", label="perfect calibration")
+    width = 1 / n_bins / (len(tables) + 1)
+    for i, (name, table) in enumerate(tables.items()):
+        colour, style = LINE_COLOURS[i % len(LINE_COLOURS)], ("-", "--", "-.", ":")[i % 4]
+        ax.plot(table["confidence"], table["accuracy"], marker="o", ms=4, color=colour, ls=style, label=name)
+        below.bar(table.index.to_numpy() / n_bins + (i + 0.5) * width, table["count"], width=width,
+                  color=colour, align="edge")
+    ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.legend(fontsize=8, loc="upper left")
+    below.set(yscale="log", xlabel="confidence of the top class", ylabel="images per bin")
+    below.set_xticks(np.linspace(0, 1, 6))
     return fig
 
 
@@ -341,10 +355,6 @@ def plot_review_curves(curves: dict, chosen: dict, required: float, ax=None, tit
            xlim=(0, 1), ylim=(min(0.8, ax.get_ylim()[0]), 1.002), title=title)
     ax.legend(fontsize=8, loc="lower left")
     return fig
-
-
-# Okabe & Ito's colour-blind-safe palette (https://jfly.uni-koeln.de/color/), black first
-OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
 
 
 def plot_recall_latency(table, k: int = 10, title: str = ""):

@@ -49,6 +49,8 @@ NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 3600
 DEFAULT_SEED = 42  # the parameters cell's value: only other values are injected
 CATALOGUE_CHAPTERS = ("06", "07", "08", "09")  # they read chapter 01's cleaned catalogue arrays
+# the chapters whose saved outputs a chapter reads (the teaching guide's diagram)
+READS_FROM = {"05": ("02", "03", "04"), "06": ("01",), "07": ("03", "06"), "08": ("06",), "09": ("06",)}
 CHAPTER_NAME = re.compile(r"\d\d_[A-Za-z0-9_-]+\.ipynb")  # 02_benchmark.ipynb; not *.part or *.nbconvert
 
 
@@ -57,6 +59,17 @@ class SeriesError(RuntimeError):
     ran before it."""
 
     timings: list[dict] = []
+
+
+def prerequisites(chapter: str) -> list[str]:
+    """Every chapter that must have run before ``chapter`` (``"07"``), directly or through another, in order."""
+    found, todo = set(), list(READS_FROM.get(chapter, ()))
+    while todo:
+        earlier = todo.pop()
+        if earlier not in found:
+            found.add(earlier)
+            todo += READS_FROM.get(earlier, ())
+    return sorted(found)
 
 
 def chapters(notebooks_dir: Path | None = None) -> list[Path]:

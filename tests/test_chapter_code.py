@@ -11,6 +11,7 @@ import dataclasses
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 
 from helpers import experiment, seeds
@@ -177,3 +178,27 @@ def test_chapter_08_search_and_metric_are_the_helpers():
     relevant = rng.random((40, 10)) < 0.4
     relevant[0] = False
     np.testing.assert_allclose(chapter["average_precision_at_k"](relevant), retrieval.average_precision_at_k(relevant))
+
+
+def test_chapter_05_interval_test_and_calibration_are_the_helpers():
+    from scipy.special import softmax
+
+    from helpers import metrics
+
+    chapter = run_topic_cells("05_comparison.ipynb", {"mode": "quick", "seed": 0, "n_boot": None},
+                              definitions_only=True)
+    rng = np.random.default_rng(5)
+    y_score = softmax(rng.normal(0, 3, (700, 10)), axis=1)
+    y_true = np.where(rng.random(700) < 0.7, y_score.argmax(1), rng.integers(0, 10, 700))
+    y_other = np.where(rng.random(700) < 0.7, y_true, rng.integers(0, 10, 700))  # as good: an even split
+    assert chapter["percentile_bootstrap"](y_true, y_score.argmax(1), 300, 9) == pytest.approx(
+        metrics.bootstrap_ci(y_true, y_score, metrics.accuracy_from_scores, 300, 9), abs=1e-12)
+    reference = metrics.mcnemar_test(y_true, y_score.argmax(1), y_other)
+    assert chapter["mcnemar_exact"](y_true, y_score.argmax(1), y_other) == tuple(reference.values())
+    assert 0.01 < reference["p_value"] < 0.99
+    table, ece = chapter["reliability_bins"](y_true, y_score)
+    pd.testing.assert_frame_equal(table, metrics.reliability_table(y_true, y_score))
+    assert ece == pytest.approx(metrics.expected_calibration_error(y_true, y_score), abs=1e-12)
+    np.testing.assert_allclose(chapter["temperature_scale"](y_score, 1.7), metrics.temperature_scale(y_score, 1.7))
+    assert chapter["fit_temperature"](y_true, y_score) == pytest.approx(metrics.fit_temperature(y_true, y_score),
+                                                                        rel=1e-9)

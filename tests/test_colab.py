@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import colab
+from helpers import colab, paths, runner
 from helpers.fashion_mnist import find_fashion_mnist
 from helpers.paths import DATA_ROOT_ENV, REPO_ROOT
 
@@ -53,17 +53,40 @@ def test_the_repository_s_own_lock_and_environment_agree_with_the_setup():
     assert colab.to_install(lock, (REPO_ROOT / "environment.yml").read_text(), lambda name: pins[name]) == []
 
 
+@pytest.mark.parametrize("chapter, earlier", [("01", []), ("05", ["02", "03", "04"]), ("07", ["01", "03", "06"]),
+                                              ("09", ["01", "06"])])
+def test_a_chapter_opened_alone_runs_the_chapters_it_reads_from(chapter, earlier):
+    assert runner.prerequisites(chapter) == earlier
+
+
+def test_setup_runs_only_the_earlier_chapters_that_have_not_run(tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(colab, "_stream", commands.append)
+    monkeypatch.setattr(colab, "to_install", lambda *args: [])
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path)  # build/lesson/results of a clone where 01 ran
+    (tmp_path / "build" / "lesson" / "results").mkdir(parents=True)
+    (tmp_path / "build" / "lesson" / "results" / "run_01.json").write_text("{}")
+    monkeypatch.setenv("SERIES_MODE", "unset")  # restored after the test, whatever setup() sets
+    monkeypatch.delenv("SERIES_MODE")
+    monkeypatch.setenv("FASHION_CATALOGUE", "kaggle")  # chosen before the cell: kept
+    monkeypatch.chdir(tmp_path)
+    colab.setup("08")
+    assert os.environ["SERIES_MODE"] == "lesson" and os.environ["FASHION_CATALOGUE"] == "kaggle"
+    assert "helpers.runner" in commands[-1] and commands[-1][-4:] == ["--mode", "lesson", "--only", "06"]
+    assert Path.cwd() == colab.REPO_ROOT / "notebooks"
+
+
 def test_badges_open_the_chapter_of_the_repository_on_colab():
     on_colab = colab.REPOSITORY.replace("github.com", "colab.research.google.com/github")
     assert colab.colab_url("01_data.ipynb") == on_colab + "/blob/main/notebooks/01_data.ipynb"
-    assert f'"{colab.REPOSITORY}"' in colab.SETUP_CELL
+    assert f'"{colab.REPOSITORY}"' in colab.setup_cell("01")
 
 
 def test_the_setup_cell_does_nothing_outside_colab(tmp_path, monkeypatch):
     monkeypatch.delenv("SERIES_COLAB_SETUP", raising=False)
     monkeypatch.chdir(tmp_path)
     assert "google.colab" not in sys.modules
-    exec(colab.SETUP_CELL, {})  # noqa: S102 (our own cell)
+    exec(colab.setup_cell("01"), {})  # noqa: S102 (our own cell)
     assert Path.cwd() == tmp_path and not list(tmp_path.iterdir())
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy.special import softmax
 from scipy.stats import binomtest
 from sklearn import metrics as skm
 from sklearn.preprocessing import label_binarize
@@ -63,6 +64,19 @@ def test_expected_calibration_error_by_hand():
     y_score = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.6, 0.4]])
     expected = 0.5 * abs(1.0 - 0.9) + 0.5 * abs(0.5 - 0.6)
     assert metrics.expected_calibration_error(y_true, y_score, n_bins=10) == pytest.approx(expected)
+
+
+def test_temperature_scaling_keeps_the_top_class_and_finds_the_overconfidence():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (4000, 5))
+    y_true = np.array([rng.choice(5, p=p) for p in softmax(logits, axis=1)])  # calibrated at temperature 1
+    overconfident = softmax(2 * logits, axis=1)
+    assert metrics.fit_temperature(y_true, overconfident) == pytest.approx(2, rel=0.1)
+    scaled = metrics.temperature_scale(overconfident, 2.0)
+    np.testing.assert_allclose(scaled, softmax(logits, axis=1), atol=1e-9)
+    assert (scaled.argmax(1) == overconfident.argmax(1)).all()
+    ece = metrics.expected_calibration_error
+    assert ece(y_true, scaled) < ece(y_true, overconfident)
 
 
 def test_reliability_table_counts_every_example(random_scores):

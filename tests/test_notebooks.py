@@ -38,7 +38,8 @@ def test_chapter_structure(path):
     # Colab: the badge under the title, then the one setup cell of helpers/colab.py before the parameters
     assert intro.splitlines()[2] == colab.badge(path.name)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code[0].source == colab.SETUP_CELL and code[0].metadata.get("tags") == ["colab"] and code[1] is tagged[0]
+    assert code[0].source == colab.setup_cell(path.name[:2]) and code[0].metadata.get("tags") == ["colab"]
+    assert code[1] is tagged[0]
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "## What we learned" in text and "**Exercises**" in text
     assert (path.parent / "solutions" / f"{path.name[:2]}_solutions.md").is_file()

@@ -28,7 +28,8 @@ ALLOWED_DECIMALS = {
     "03": {"0.1"},  # dropout rate
     "04": {"0.89", "0.5", "0.9", "0.99", "23.6"},  # study; 0.5% left after 50 steps; batch-norm momentums;
     # 23.6 million parameters
-    "05": STUDY | {"0.40", "0.55", "0.5", "0.9"},  # the study; illustrative scores; Keras' threshold
+    "05": STUDY | {"0.40", "0.55", "0.5", "0.9", "2.5", "97.5"},  # the study; illustrative scores; Keras' threshold;
+    # the percentiles of a 95% interval
     "06": {"0.0", "0.2", "0.5", "1.0"},  # the margin, the class-weight powers
     "07": {"0.1", "0.2", "0.3", "0.5"},  # zoom ranges and brightness of the exercises
     "08": {"0.1"},  # precision@10 of one hit in ten, in the MAP@k explanation

@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 from packaging.requirements import Requirement
@@ -53,7 +54,8 @@ def test_readme_commands_without_make_are_the_makefile_s():
     readme = (REPO_ROOT / "README.md").read_text()
     block = readme.split("**Without `make`**", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     documented = [line.strip() for line in block.strip().splitlines()]
-    setup = [line for line in _make("setup") if not line.startswith(("touch", "mkdir", "echo"))]
+    setup = [line for line in _make("setup") if not line.startswith(("touch", "mkdir", "echo"))
+             and "sys.version_info" not in line]
     assert documented[:len(setup)] == setup
     lab = [line for line in _make("lab") if "jupyter lab" in line]  # the chapters' own default is lesson mode
     assert lab[-1] == f"SERIES_MODE=lesson {documented[len(setup)]}"
@@ -111,3 +113,16 @@ def test_make_setup_on_this_machine_says_what_it_detected():
 def test_make_lab_opens_the_chapters_in_lesson_mode(env, mode):
     lab = [line for line in _make("lab", **env) if "jupyter lab" in line][-1]
     assert lab.startswith(f"SERIES_MODE={mode} ") and lab.endswith("notebooks/")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_setup_refuses_a_python_the_series_does_not_support(tmp_path):
+    fake = tmp_path / "python3.9"  # a Python that says it is 3.9 and can do nothing but -c
+    fake.write_text(f"#!/bin/sh\n[ \"$1\" = -c ] || exit 3\nexec {sys.executable} -c \"import sys; "
+                    f"sys.version_info = (3, 9, 18); sys.version = '3.9.18'\n$2\"\n")
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCK", "PYTHON")}
+    out = subprocess.run(["make", "--no-print-directory", "-B", "setup", f"PYTHON={fake}", f"VENV={tmp_path}/venv"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+    assert out.returncode != 0 and "needs Python 3.10 to 3.12" in out.stderr
+    assert not (tmp_path / "venv").exists()
