@@ -17,6 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -74,6 +75,31 @@ def _column_of_numbers(frame: pd.DataFrame, column: str, lines: list[int], path:
                          f"Restore the original file. {HOW_TO_GET}", required=column == "id")
 
 
+def repair_row(row: list[str], n_columns: int = len(COLUMNS)) -> list[str]:
+    """A row with more fields than the header: an unquoted comma split the product name, the last column, so
+    the extra fields are joined back into it (chapter 01 types this)."""
+    return row[:n_columns - 1] + [",".join(row[n_columns - 1:])]
+
+
+def duplicate_groups(ids, digests) -> np.ndarray:
+    """Each photo's group: the smallest id among the photos whose bytes are identical (the same SHA-256)."""
+    return pd.Series(np.asarray(ids)).groupby(np.asarray(digests)).transform("min").to_numpy()
+
+
+def perceptual_hashes(images) -> np.ndarray:
+    """The 64-bit perceptual hash (imagehash.phash: the low frequencies of a 32x32 grey thumbnail's DCT) of each
+    RGB array, as hex strings: a photo saved again with other compression or size keeps its hash, mostly."""
+    return np.array([str(imagehash.phash(Image.fromarray(image))) for image in images])
+
+
+def near_duplicates(table: pd.DataFrame, hashes) -> pd.DataFrame:
+    """The rows of ``table`` (with ``id`` and ``dup_group``) whose perceptual hash they share with a row of
+    another duplicate group: copies that SHA-256 calls different (re-encoded, resized) or look-alike products."""
+    frame = table[["id", "dup_group"]].assign(phash=hashes)
+    groups = frame.groupby("phash")["dup_group"].transform("nunique")
+    return frame[groups > 1].sort_values(["phash", "id"])
+
+
 def read_styles(path: Path) -> tuple[pd.DataFrame, list[int]]:
     """All rows of styles.csv and the file line numbers of the rows that were repaired.
 
@@ -95,7 +121,7 @@ def read_styles(path: Path) -> tuple[pd.DataFrame, list[int]]:
             raise DataError(f"{path}, line {line}: {len(row)} fields, expected {len(COLUMNS)}. "
                             f"Restore the original file. {HOW_TO_GET}")
         if len(row) > len(COLUMNS):
-            row = row[:9] + [",".join(row[9:])]
+            row = repair_row(row)
             repaired.append(line)
         records.append(row)
         lines.append(line)
@@ -259,7 +285,7 @@ def audit_catalogue(styles: pd.DataFrame, repaired: list[int], source: ImageSour
     frame["sha256"] = frame["id"].map(digests)
     with_image = frame[frame["has_image"]]
     group_size = with_image.groupby("sha256")["id"].transform("size")
-    first_id = with_image.groupby("sha256")["id"].transform("min")
+    first_id = pd.Series(duplicate_groups(with_image["id"], with_image["sha256"]), index=with_image.index)
     frame["dup_group"] = first_id.reindex(frame.index).astype("Int64")
     dup_sizes = group_size[group_size > 1]
     audit = Audit(

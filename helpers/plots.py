@@ -45,6 +45,21 @@ def _show_image(ax, image) -> None:
     ax.axis("off")
 
 
+def plot_image_pairs(images, ids, title: str = "Photos of different duplicate groups with the same perceptual hash"):
+    """Consecutive images as pairs, one pair a column, each titled with its id."""
+    pairs = len(images) // 2
+    fig, axes = plt.subplots(2, max(pairs, 1), figsize=(max(pairs, 1) * 1.2, 3.0), squeeze=False,
+                             layout="constrained")
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k in range(2 * pairs):
+        ax = axes[k % 2, k // 2]
+        _show_image(ax, images[k])
+        ax.set_title(str(ids[k]), fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def plot_sample_grid(images, labels, class_names, per_class: int = 8, seed: int = 0):
     """``per_class`` random images of each class, one row a class (one row in all when per_class=1)."""
     rng = np.random.default_rng(seed)

@@ -1,4 +1,4 @@
-"""Leak-free catalogue splits, class weights and a loss that skips missing labels.
+"""Duplicate-grouped catalogue splits, class weights and a loss that skips missing labels.
 
 Byte-identical photos (the same ``dup_group``) always land in the same split, so no test
 image was seen in training; classes are stratified; rare classes are excluded or merged.

@@ -1,4 +1,4 @@
-"""Catalogue tagging (chapters 06-08): the cleaned arrays of chapter 01, a leak-free split,
+"""Catalogue tagging (chapters 06-08): the cleaned arrays of chapter 01, a duplicate-grouped split,
 a multi-output model with masked losses and class weights, and per-attribute results.
 
 Every head is one catalogue column. Classes with fewer than ``MIN_COUNT`` images are
@@ -40,7 +40,7 @@ MIN_COUNT = 50
 STRATIFY_BY = "articleType"  # the split is stratified by the head with the most classes
 
 # Accuracy and weighted F1 reported for this dataset in public notebooks and project reports (see
-# results/EXPERIMENTS.md), and two reference models measured on a leak-free split like chapter 06's: a
+# results/EXPERIMENTS.md), and two reference models measured on a duplicate-grouped split like chapter 06's: a
 # frozen ImageNet EfficientNet-Lite0 + logistic regression, and a plain from-scratch Keras multi-output CNN
 # (8 conv layers of width 32, flips, 8 epochs).
 PUBLISHED = pd.DataFrame({
@@ -73,7 +73,7 @@ def load_processed(mode: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def split_catalogue(table: pd.DataFrame, seed: int = 42, min_count: int = MIN_COUNT) -> pd.Series:
-    """The leak-free train / val / test split (70 / 15 / 15), stratified by articleType with rare
+    """The duplicate-grouped train / val / test split (70 / 15 / 15), stratified by articleType with rare
     types excluded, identical photos kept together; saved by chapter 06 for 07 and 08."""
     labelled = table.assign(**{STRATIFY_BY: group_rare(table[STRATIFY_BY], min_count)})
     return leak_free_split(labelled, STRATIFY_BY, seed=seed)

@@ -202,3 +202,24 @@ def test_chapter_05_interval_test_and_calibration_are_the_helpers():
     np.testing.assert_allclose(chapter["temperature_scale"](y_score, 1.7), metrics.temperature_scale(y_score, 1.7))
     assert chapter["fit_temperature"](y_true, y_score) == pytest.approx(metrics.fit_temperature(y_true, y_score),
                                                                         rel=1e-9)
+
+
+def test_chapter_01_repair_and_duplicate_checks_are_the_helpers():
+    from helpers import catalogue
+
+    chapter = run_topic_cells("01_data.ipynb", {"mode": "quick", "seed": 0, "data_root": None}, definitions_only=True)
+    rows = (["1", "Men"] + ["x"] * 7 + ["Tie", " Cufflink"], ["2"] + ["y"] * 9, ["3"] + ["z"] * 8 + ["a", "b", "c"])
+    for row in rows:
+        assert chapter["repair_row"](row) == catalogue.repair_row(row)
+    ids, digests = np.array([7, 3, 9, 4, 12]), np.array(["b", "a", "b", "c", "a"])
+    np.testing.assert_array_equal(chapter["duplicate_groups"](ids, digests), [7, 3, 7, 4, 3])
+    np.testing.assert_array_equal(chapter["duplicate_groups"](ids, digests), catalogue.duplicate_groups(ids, digests))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 80, 60, 3), dtype=np.uint8)
+    images[3] = images[0] // 2 * 2  # the same photo with its lowest bit lost: other bytes, same look
+    hashes = chapter["perceptual_hashes"](images)
+    np.testing.assert_array_equal(hashes, catalogue.perceptual_hashes(images))
+    table = pd.DataFrame({"id": [1, 2, 3, 4, 5, 6], "dup_group": [1, 2, 3, 4, 5, 6]})
+    near = chapter["near_duplicates"](table, hashes)
+    pd.testing.assert_frame_equal(near, catalogue.near_duplicates(table, hashes))
+    assert set(near["id"]) == {1, 4}
