@@ -9,7 +9,7 @@ Hidden files and folders (``.thumb.jpg``, macOS's ``._0.jpg`` and ``__MACOSX/``)
 catalogue reader skips them, and so are files whose extension is not a photo's. Every other layout is an
 error that names what the loader would not use: a folder inside a class folder (``bag/2020/``, or a folder
 named ``x.jpg``), class folders beside split folders, photos outside any class folder, a symlink that leads
-nowhere, a single class (nothing to learn), a class too small for the 70/15/15 split.
+nowhere, a single class (nothing to learn), a class too small for the 5:1:1 split.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from helpers.tagging import prepare_catalogue
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "test": "test"}  # folder name, lower case
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 LAYOUT = "root/<class>/<image>.jpg, or root/train|validation|val|test/<class>/<image>.jpg"
-MIN_PER_CLASS = 7  # the 70/15/15 split holds out 1 in 7 for test: a class needs 7 photos to reach every split
+MIN_PER_CLASS = 7  # the 5:1:1 split holds out 1 in 7 for test: a class needs 7 photos to reach every split
 MAX_ARRAY_BYTES = 4 * 2**30  # the decoded photos of one load; more does not fit a laptop beside training
 
 
@@ -120,14 +120,14 @@ def load_image_folder(root, size: tuple[int, int] = IMAGE_SIZE) -> tuple[dict, l
 
 
 def _check_class_sizes(root, by_split: dict, class_names: list[str], min_count: int) -> None:
-    """Flat folders: refuse a class the 70/15/15 split cannot spread (``min_count`` leaves it out instead).
+    """Flat folders: refuse a class the 5:1:1 split cannot spread (``min_count`` leaves it out instead).
     Given splits: warn about a class missing from a split, which then says nothing about it."""
     if set(by_split) == {"all"}:
         counts = np.bincount(by_split["all"][1], minlength=len(class_names))
         small = [f"{name} ({n} photo{'s' * (n != 1)})" for name, n in zip(class_names, counts.tolist(), strict=True)
                  if min_count <= n < MIN_PER_CLASS]
         if small:
-            raise DataError(f"{shown_path(root)}: too few photos in {', '.join(small)} for the 70/15/15 split, which "
+            raise DataError(f"{shown_path(root)}: too few photos in {', '.join(small)} for the 5:1:1 split, which "
                             f"needs {MIN_PER_CLASS} per class to put one in each of train, validation and test: add "
                             f"photos, remove the folder, or pass min_count={MIN_PER_CLASS} to leave such classes out.")
         return
@@ -144,7 +144,7 @@ def folder_catalogue(root, head: str = "category", size: tuple[int, int] = IMAGE
     """A shop's folder tree as chapter 06-08 data (``tagging.CatalogueData`` with one head).
 
     The folder's own train / val / test split is kept when it has one (all three needed);
-    otherwise the images are split 70 / 15 / 15, stratified by class, with byte-identical files
+    otherwise the images are split 5:1:1 (about 71 / 14 / 14 per cent), stratified by class, with byte-identical files
     kept in one split (``splits.leak_free_split``); each class then needs 7 photos (or fewer than
     ``min_count``, to be left out).
     """

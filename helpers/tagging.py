@@ -73,7 +73,7 @@ def load_processed(mode: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def split_catalogue(table: pd.DataFrame, seed: int = 42, min_count: int = MIN_COUNT) -> pd.Series:
-    """The duplicate-grouped train / val / test split (70 / 15 / 15), stratified by articleType with rare
+    """The duplicate-grouped train / val / test split (5:1:1, in folds of seven), stratified by articleType with rare
     types excluded, identical photos kept together; saved by chapter 06 for 07 and 08."""
     labelled = table.assign(**{STRATIFY_BY: group_rare(table[STRATIFY_BY], min_count)})
     return leak_free_split(labelled, STRATIFY_BY, seed=seed)

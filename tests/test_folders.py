@@ -94,7 +94,7 @@ def _classes(n_bag=8, n_belt=8, **more):
 
 def test_a_class_too_small_for_the_split_is_refused_with_its_name_and_count(tmp_path):
     _tree(tmp_path, _classes(**{"shoe/a.png": "red"}))
-    with pytest.raises(DataError, match=r"too few photos in shoe \(1 photo\) for the 70/15/15 split.*min_count=7"):
+    with pytest.raises(DataError, match=r"too few photos in shoe \(1 photo\) for the 5:1:1 split.*min_count=7"):
         folder_catalogue(tmp_path)
     data, _, _ = folder_catalogue(tmp_path, min_count=7)  # as the message says: the class is left out
     assert data.names == {"category": ["bag", "belt"]}

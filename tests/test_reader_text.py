@@ -1,7 +1,7 @@
 """What a reader reads speaks of the subject, and a chapter's prose never contradicts its own outputs.
 
-Reader text is the chapters (markdown, and the code that draws figure labels), the solutions, the READMEs
-and the helpers' docstrings. How the recipes were chosen lives in results/EXPERIMENTS.md, which is exempt.
+Reader text is the chapters (markdown, and the code that draws figure labels), the solutions, the READMEs,
+the helpers' docstrings and the experiment record (results/EXPERIMENTS.md, how the recipes were chosen).
 """
 
 import ast
@@ -35,6 +35,10 @@ ALLOWED_DECIMALS = {
     "08": {"0.1"},  # precision@10 of one hit in ten, in the MAP@k explanation
 }
 DECIMAL = re.compile(r"(?<![\w.])\d*\.\d+")
+# A commit hash: 7-40 lowercase hex characters with at least one digit and one letter a-f ("added", "decade" and
+# "2021" are not).
+COMMIT_HASH = re.compile(r"\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b")
+EXPERIMENT_RECORD = REPO_ROOT / "results" / "EXPERIMENTS.md"
 
 
 def _markdown(path) -> str:
@@ -89,10 +93,21 @@ def test_chapter_markdown_holds_no_measured_decimals(path):
         "measured number from a cell instead")
 
 
+def test_the_experiment_record_has_no_process_words_or_commit_hashes():
+    text = EXPERIMENT_RECORD.read_text(encoding="utf-8")
+    found = sorted({m.group(0) for m in PROCESS.finditer(text)})
+    assert not found, f"{EXPERIMENT_RECORD.name}: {found}"
+    hashes = sorted(set(COMMIT_HASH.findall(text)))
+    assert not hashes, f"{EXPERIMENT_RECORD.name} names commits: {hashes}"
+
+
 def test_the_word_lists_catch_what_they_are_for():
     assert PROCESS.search("The issue's bar is reached") and PROCESS.search("an earlier full run of this chapter")
     assert not PROCESS.search("a shirt listed among T-shirts is found by fewer customers")
     assert DECIMAL.findall("accuracy 0.8966 (study 0.816), 7,069 photos") == ["0.8966", "0.816"]
+    assert COMMIT_HASH.findall("its last run (commit `86ed101`), 0123456789abcdef0123456789abcdef01234567") == [
+        "86ed101", "0123456789abcdef0123456789abcdef01234567"]
+    assert not COMMIT_HASH.findall("added a decade of deadbeef 2021 1234567 cafe0 efficientnet 0.9253")
 
 
 def test_every_chapter_links_to_its_neighbours_and_the_contents():
@@ -109,3 +124,14 @@ def test_readme_is_a_readers_page_and_links_the_experiment_record():
     text = (REPO_ROOT / "README.md").read_text()
     assert len(text.split()) <= 2000, f"README.md has {len(text.split())} words; move detail to results/EXPERIMENTS.md"
     assert "(results/EXPERIMENTS.md)" in text and (REPO_ROOT / "results" / "EXPERIMENTS.md").is_file()
+
+
+def test_the_teaching_guide_s_session_times_add_up():
+    guide = (REPO_ROOT / "notebooks" / "README.md").read_text()
+    class_time = {row[1].strip(): int(row[6].split()[0]) for row in
+                  (ln.split("|") for ln in guide.splitlines() if re.match(r"\| \d\d \| \[", ln))}
+    assert len(class_time) == len(CHAPTERS)
+    paths = re.findall(r"\((\d+) minutes: ([\d, ]+) at their class times\)", guide)
+    assert len(paths) >= 2
+    for total, listed in paths:
+        assert int(total) == sum(class_time[c.strip()] for c in listed.split(",")), (total, listed)
