@@ -106,7 +106,7 @@ def setup(chapter: str) -> None:
     Hugging Face mirror unless they are chosen already; run, in that mode, the chapters ``chapter`` reads from
     that have not run yet; work in the clone's ``notebooks/`` folder."""
     pins = to_install((REPO_ROOT / "requirements-lock.txt").read_text(), (REPO_ROOT / "environment.yml").read_text())
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile"]  # compiled on import
     if pins:
         print(f"Installing {len(pins)} packages at the versions of requirements-lock.txt", flush=True)
         _stream(pip + pins)

@@ -9,26 +9,15 @@ import sys
 import pytest
 from packaging.requirements import Requirement
 
-from helpers import envfile
+from helpers import colab, envfile
 from helpers.paths import REPO_ROOT
 
 LOCK = REPO_ROOT / "requirements-lock.txt"
 
 
-def locked() -> dict[str, str]:
-    pins = {}
-    for line in LOCK.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            assert version, f"requirements-lock.txt: {line!r} is not pinned with =="
-            pins[envfile.package_name(name)] = version
-    return pins
-
-
 def test_lock_pins_every_package_of_environment_yml_within_its_range():
     specs = [s for s in envfile.requirements((REPO_ROOT / "environment.yml").read_text()) if not s.startswith("-e ")]
-    pins = locked()
+    pins = colab.locked(LOCK.read_text())
     for spec in specs:
         requirement = Requirement(spec)
         name = envfile.package_name(requirement.name)
