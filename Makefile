@@ -44,6 +44,7 @@ lock: setup              ## rewrite requirements-lock.txt from environment.yml (
 
 series: setup            ## the whole series (full mode unless MODE or SERIES_MODE says otherwise: about 2.5 h on 2 CPU cores)
 	$(PY) -m helpers.runner --mode $(MODE)
+	$(PY) -m helpers.report  # the README's Fashion-MNIST result rows from results/
 
 quick: setup             ## the whole series in quick mode (tiny subsets: does it run?), under build/quick/
 	$(PY) -m helpers.runner --mode quick

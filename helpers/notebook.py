@@ -98,11 +98,13 @@ def versions() -> dict[str, str]:
 
 
 def finish(chapter: str, mode: str | None = None) -> dict:
-    """Print and save this run's time, peak memory and library versions; give the output folder back."""
+    """Print and save this run's time, peak memory, CPU and library versions; give the output folder back."""
     import keras
 
+    from helpers.bench import machine
+
     record = {"chapter": chapter, "mode": series_mode(mode), "precision": keras.mixed_precision.global_policy().name,
-              "minutes": round((time.perf_counter() - _started[chapter]) / 60, 2),
+              "cpu": machine(), "minutes": round((time.perf_counter() - _started[chapter]) / 60, 2),
               "peak_memory_mib": round(peak_memory_mib()), "versions": versions()}
     atomic_write_bytes(results_dir(mode) / f"run_{chapter}.json",
                        json.dumps(record, indent=2).encode())

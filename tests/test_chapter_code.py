@@ -223,3 +223,17 @@ def test_chapter_01_repair_and_duplicate_checks_are_the_helpers():
     near = chapter["near_duplicates"](table, hashes)
     pd.testing.assert_frame_equal(near, catalogue.near_duplicates(table, hashes))
     assert set(near["id"]) == {1, 4}
+
+
+def test_chapter_02_split_is_the_helpers():
+    from helpers import training
+
+    chapter = run_topic_cells("02_benchmark.ipynb", {"mode": "quick", "seed": 0, "epochs": None, "data_root": None,
+                                                     "precision": None}, definitions_only=True)
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, 256, (300, 4, 4), dtype=np.uint8), rng.integers(0, 10, 300)
+    ours = chapter["stratified_validation_split"](x, y, 50, 3)
+    for part, reference in zip(ours, training.split_validation(x, y, 50, 3), strict=True):
+        np.testing.assert_array_equal(part, reference)
+    held_out = ours[3]
+    assert np.abs(np.bincount(held_out, minlength=10) - np.bincount(y, minlength=10) / 6).max() <= 1  # stratified
