@@ -171,10 +171,10 @@ def plot_correctness_curves(results: dict, ax_roc=None, ax_pr=None):
     return fig
 
 
-def plot_reliability(tables: dict, title: str = "Reliability diagram"):
+def plot_reliability(tables: dict, title: str = "Reliability diagram", min_count: int = 20):
     """Reliability diagram from ``{name: metrics.reliability_table(...)}``: accuracy against mean confidence
-    per bin above, and below, on the same bins, how many images each point stands on (a point of a few images
-    says little). Colour-blind-safe colours, with a line style per model as well."""
+    per bin above (bins of fewer than ``min_count`` images left out: they say little), and below, on the same
+    bins, how many images each bin holds. Colour-blind-safe colours, with a line style per model as well."""
     n_bins = metrics.CALIBRATION_BINS
     fig, (ax, below) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True, height_ratios=(3, 1.2),
                                     layout="constrained")
@@ -182,12 +182,14 @@ def plot_reliability(tables: dict, title: str = "Reliability diagram"):
     width = 1 / n_bins / (len(tables) + 1)
     for i, (name, table) in enumerate(tables.items()):
         colour, style = LINE_COLOURS[i % len(LINE_COLOURS)], ("-", "--", "-.", ":")[i % 4]
-        ax.plot(table["confidence"], table["accuracy"], marker="o", ms=4, color=colour, ls=style, label=name)
+        shown = table[table["count"] >= min_count]
+        ax.plot(shown["confidence"], shown["accuracy"], marker="o", ms=4, color=colour, ls=style, label=name)
         below.bar(table.index.to_numpy() / n_bins + (i + 0.5) * width, table["count"], width=width,
                   color=colour, align="edge")
     ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(fontsize=8, loc="upper left")
-    below.set(yscale="log", xlabel="confidence of the top class", ylabel="images per bin")
+    most = max(int(table["count"].max()) for table in tables.values())
+    below.set(yscale="log", ylim=(0.7, most * 1.5), xlabel="confidence of the top class", ylabel="images per bin")
     below.set_xticks(np.linspace(0, 1, 6))
     return fig
 
