@@ -61,6 +61,7 @@ BUDGETS = {
     ("catalogue_lite0", "lesson"): Budget(epochs=1, batch_size=64, learning_rate=1e-3),
     ("plain_network", "lesson"): Budget(epochs=2, batch_size=32, learning_rate=1e-2),
     ("catalogue_augment", "lesson"): Budget(epochs=1, batch_size=64, learning_rate=2e-3),
+    ("lenet5_recipes", "lesson"): Budget(epochs=3, learning_rate=2e-3, train_limit=15000),  # chapter 07: nine runs
     ("benchmark", "full"): Budget(epochs=30, learning_rate=1e-3),
     ("benchmark", "quick"): Budget(epochs=2, train_limit=3000, test_limit=500),
     ("lenet5", "full"): Budget(epochs=20, learning_rate=2e-3),
@@ -80,6 +81,9 @@ BUDGETS = {
     ("plain_network", "quick"): Budget(epochs=1, batch_size=32, learning_rate=1e-2),
     ("catalogue_augment", "full"): Budget(epochs=2, batch_size=64, learning_rate=2e-3),  # chapter 07, per arm
     ("catalogue_augment", "quick"): Budget(epochs=1, batch_size=64),
+    # chapter 07's nine LeNet-5 runs (three recipes, three seeds): in full mode, LeNet-5's lesson budget
+    ("lenet5_recipes", "full"): Budget(epochs=8, learning_rate=2e-3),
+    ("lenet5_recipes", "quick"): Budget(epochs=2, train_limit=3000, test_limit=500),
 }
 INPUT_SIZE = {"benchmark": 32, "lenet5": 32, "resnet_small": 28, "resnet50": 32}
 

@@ -18,8 +18,8 @@ PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotli
 # Minutes each chapter takes on a 2-core CPU, per mode: what a reader is told before it trains.
 RUN_MINUTES = {"01": {"quick": 1, "lesson": 1, "full": 1}, "02": {"quick": 1, "lesson": 1, "full": 3},
                "03": {"quick": 1, "lesson": 1, "full": 3}, "04": {"quick": 3, "lesson": 6, "full": 60},
-               "05": {"quick": 1, "lesson": 1, "full": 1}, "06": {"quick": 3, "lesson": 4, "full": 50},
-               "07": {"quick": 3, "lesson": 4, "full": 15}, "08": {"quick": 1, "lesson": 1, "full": 1},
+               "05": {"quick": 1, "lesson": 1, "full": 1}, "06": {"quick": 3, "lesson": 4, "full": 60},
+               "07": {"quick": 3, "lesson": 5, "full": 40}, "08": {"quick": 1, "lesson": 1, "full": 1},
                "09": {"quick": 1, "lesson": 3, "full": 16}}
 _started: dict[str, float] = {}
 

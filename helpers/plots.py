@@ -6,6 +6,7 @@ Saving is the caller's choice: ``save_fig(fig, "02", "confusion")`` writes
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -113,13 +114,16 @@ def plot_training_curves(history: dict, title: str = ""):
 
 def plot_confusion_matrix(cm, class_names, normalize: bool = False, ax=None, title: str = "",
                           annotate: bool = True):
-    """A confusion matrix ``cm`` (rows true, columns predicted), counts or row-normalised."""
+    """A confusion matrix ``cm`` (rows true, columns predicted), counts or row-normalised. The colours run up to
+    the largest mistake (off the diagonal), so the mistakes show; the diagonal saturates, its numbers printed."""
     cm = np.asarray(cm, dtype=float)
     if normalize:
         cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    mistakes = cm[~np.eye(len(cm), dtype=bool)]
+    vmax = mistakes.max() if mistakes.size and mistakes.max() > 0 else None
     size = max(5, 0.5 * len(class_names))
     fig, ax = _axes(ax, figsize=(size + 1, size))
-    sns.heatmap(cm, annot=annotate, fmt=".2f" if normalize else ".0f", cmap="Blues", ax=ax,
+    sns.heatmap(cm, annot=annotate, fmt=".2f" if normalize else ".0f", cmap="Blues", ax=ax, vmin=0, vmax=vmax,
                 xticklabels=class_names, yticklabels=class_names, cbar=False,
                 annot_kws={"fontsize": 7})
     ax.set(xlabel="predicted", ylabel="true", title=title)
@@ -142,12 +146,13 @@ def _label_curve_axes(ax, kind):
 
 
 def plot_curves(curves: dict, class_names, kind: str = "roc", ax=None, title: str = ""):
-    """Per-class and micro-average curves from ``metrics.one_vs_rest_curves``."""
+    """Per-class and micro-average curves from ``metrics.one_vs_rest_curves``: colour-blind-safe colours with a
+    line style per group of six classes, so no two classes share both."""
     fig, ax = _axes(ax)
-    palette = sns.color_palette("tab10", len(class_names))
     for k, name in enumerate(class_names):
-        _plot_curve(ax, curves[k], kind, color=palette[k], lw=1, label=name)
-    _plot_curve(ax, curves["micro"], kind, color="black", lw=2, ls="--", label="micro-average")
+        style = ("-", "--", ":")[k // len(LINE_COLOURS) % 3]
+        _plot_curve(ax, curves[k], kind, color=LINE_COLOURS[k % len(LINE_COLOURS)], lw=1.2, ls=style, label=name)
+    _plot_curve(ax, curves["micro"], kind, color="black", lw=2.2, label="micro-average")
     _label_curve_axes(ax, kind)
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left")
@@ -272,15 +277,24 @@ def plot_head_curves(history: dict, heads, title: str = ""):
     return fig
 
 
-def plot_attribute_comparison(table, columns, ax=None, title: str = ""):
-    """Grouped horizontal bars: one group per attribute (the index), one bar per column."""
-    long = table[list(columns)].rename_axis("attribute").reset_index().melt(
+def plot_attribute_comparison(table, columns, ax=None, title: str = "", interval=None):
+    """Grouped horizontal bars: one group per attribute (the index), one bar per column, colour-blind-safe
+    colours; ``interval`` (a frame of low and high per attribute) draws an error bar on the first column."""
+    columns = list(columns)
+    long = table[columns].rename_axis("attribute").reset_index().melt(
         id_vars="attribute", var_name="model", value_name="value")
     fig, ax = _axes(ax, figsize=(7, 0.22 * len(table) * len(columns) + 1.2))
-    sns.barplot(long, x="value", y="attribute", hue="model", ax=ax)
+    palette = list(LINE_COLOURS[1:] + LINE_COLOURS[:1])[:len(columns)]  # the first column in blue
+    sns.barplot(long, x="value", y="attribute", hue="model", ax=ax, palette=palette)
     for bars in ax.containers:
-        ax.bar_label(bars, fmt="%.3f", fontsize=6, padding=2)
-    ax.set(xlim=(0.5, 1.04), title=title, xlabel="accuracy (the axis starts at 0.5)", ylabel="")
+        ax.bar_label(bars, fmt="%.3f", fontsize=6, padding=2 if interval is None else 12)
+    if interval is not None:
+        low, high = (np.asarray(interval.loc[table.index, side], float) for side in ("low", "high"))
+        value = table[columns[0]].to_numpy(float)
+        centres = [bar.get_y() + bar.get_height() / 2 for bar in ax.containers[0]]
+        ax.errorbar(value, centres, xerr=[value - low, high - value], fmt="none", ecolor="black", elinewidth=1,
+                    capsize=2, label="95% interval")
+    ax.set(xlim=(0.5, 1.06), title=title, xlabel="accuracy (the axis starts at 0.5)", ylabel="")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
 
@@ -306,6 +320,24 @@ def plot_augmented(images, augment, versions: int = 5, titles=None):
     return fig
 
 
+def plot_seed_spread(runs, intervals, title: str = ""):
+    """Each training run's test accuracy as a dot, one row per recipe (``runs``: a frame of recipe and
+    accuracy), and per recipe the 95% test-set interval of its median run (``intervals``: low, median, high)."""
+    recipes = list(dict.fromkeys(runs["recipe"]))
+    fig, ax = _axes(None, figsize=(6.5, 0.7 * len(recipes) + 1.3))
+    for row, recipe in enumerate(recipes):
+        colour = LINE_COLOURS[row % len(LINE_COLOURS)]
+        low, median, high = intervals.loc[recipe, ["low", "median", "high"]]
+        ax.errorbar([median], [row + 0.18], xerr=[[median - low], [high - median]], fmt="|", color=colour, capsize=4,
+                    label="test-set 95% interval of the median run" if row == 0 else None)
+        ax.plot(runs.loc[runs["recipe"] == recipe, "accuracy"], [row] * (runs["recipe"] == recipe).sum(), "o",
+                color=colour, ms=6, alpha=0.8, label="one seed" if row == 0 else None)
+    ax.set(yticks=range(len(recipes)), yticklabels=recipes, ylim=(len(recipes) - 0.5, -0.6), xlabel="test accuracy",
+           title=title)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
+    return fig
+
+
 def plot_differences(table, title: str = "", ax=None, xlabel: str = "accuracy difference, B - A"):
     """Paired differences ``B - A`` with their 95% intervals (``metrics.paired_comparison`` rows)."""
     fig, ax = _axes(ax, figsize=(6, 0.45 * len(table) + 1.4))
@@ -324,7 +356,7 @@ def plot_gallery(images, queries, neighbours, captions, relevant=None, title: st
     string per item; ``relevant`` (queries, k) marks neighbour captions "✓" in green (same) or "✗" in
     red, so the cue does not rely on colour alone."""
     k = neighbours.shape[1]
-    fig, axes = plt.subplots(len(queries), k + 1, figsize=(1.15 * (k + 1), 1.75 * len(queries)),
+    fig, axes = plt.subplots(len(queries), k + 1, figsize=(1.2 * (k + 1), 1.9 * len(queries)),
                              squeeze=False, layout="constrained")
     for row, (query, found) in enumerate(zip(queries, neighbours)):
         for col, item in enumerate([query, *found]):
@@ -332,7 +364,8 @@ def plot_gallery(images, queries, neighbours, captions, relevant=None, title: st
             ax.imshow(images[item])
             ax.set_xticks([])
             ax.set_yticks([])
-            caption = str(captions[item]).replace(", ", "\n", 1)
+            name, _, detail = str(captions[item]).partition(", ")  # e.g. article type, colour: one line each
+            caption = "\n".join(textwrap.wrap(name, 15, break_long_words=False) + ([detail] if detail else []))
             colour = "black"
             if col > 0 and relevant is not None:
                 same = bool(relevant[row, col - 1])

@@ -51,22 +51,22 @@ def precision_at_k(relevant) -> float:
     return float(np.asarray(relevant, dtype=float).mean())
 
 
-def average_precision_at_k(relevant) -> np.ndarray:
-    """AP@k per query: the mean of precision@i over the ranks i that hold a relevant item.
-
-    Normalised by the number of relevant items retrieved (0 when none is), as in most
-    retrieval write-ups that report MAP@k without knowing every relevant item.
-    """
+def average_precision_at_k(relevant, n_relevant=None) -> np.ndarray:
+    """AP@k per query: the sum of precision@i over the ranks i that hold a relevant item, divided by the
+    number of relevant items retrieved (``n_relevant`` None: the convention of retrieval write-ups that
+    do not know every relevant item) or by min(k, R) with R = ``n_relevant``, each query's relevant items in
+    the whole collection (as many as a perfect list of k could hold); 0 when the divisor is 0."""
     relevant = np.asarray(relevant, dtype=float)
     ranks = np.arange(1, relevant.shape[1] + 1)
     precision_at_rank = np.cumsum(relevant, axis=1) / ranks
     hits = relevant.sum(axis=1)
-    return np.divide((precision_at_rank * relevant).sum(axis=1), hits, out=np.zeros(len(relevant)),
-                     where=hits > 0)
+    divisor = hits if n_relevant is None else np.minimum(relevant.shape[1], np.asarray(n_relevant, dtype=float))
+    return np.divide((precision_at_rank * relevant).sum(axis=1), divisor, out=np.zeros(len(relevant)),
+                     where=divisor > 0)
 
 
-def mean_average_precision_at_k(relevant) -> float:
-    return float(average_precision_at_k(relevant).mean())
+def mean_average_precision_at_k(relevant, n_relevant=None) -> float:
+    return float(average_precision_at_k(relevant, n_relevant).mean())
 
 
 def precision_curve(relevant) -> np.ndarray:
@@ -76,19 +76,21 @@ def precision_curve(relevant) -> np.ndarray:
 
 
 def retrieval_table(neighbours: dict, labels: dict, query_rows=None) -> pd.DataFrame:
-    """Precision@k and MAP@k for every search method (``{name: neighbour indices}``) under every
-    definition of relevance (``{name: one label per item}``); the queries are the items
-    ``query_rows`` (all items when None), as in ``nearest_neighbours``."""
+    """Precision@k and MAP@k (divided by the hits retrieved, and by min(k, R)) for every search method
+    (``{name: neighbour indices}``) under every definition of relevance (``{name: one label per item}``); the
+    queries are the items ``query_rows`` (all items when None), as in ``nearest_neighbours``."""
     rows = []
     for method, found in neighbours.items():
         for relevance_name, item_labels in labels.items():
             item_labels = np.asarray(item_labels)
             asking = item_labels if query_rows is None else item_labels[query_rows]
             relevant = relevance(item_labels, found, asking)
+            in_collection = pd.Series(item_labels).value_counts()[asking].to_numpy() - 1  # the query excluded
             k = found.shape[1]
             rows.append({"method": method, "relevant when same": relevance_name,
                          f"precision@{k}": precision_at_k(relevant),
-                         f"MAP@{k}": mean_average_precision_at_k(relevant)})
+                         f"MAP@{k}": mean_average_precision_at_k(relevant),
+                         f"MAP@{k}, divided by min(k, R)": mean_average_precision_at_k(relevant, in_collection)})
     return pd.DataFrame(rows).set_index(["method", "relevant when same"])
 
 

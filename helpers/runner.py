@@ -50,7 +50,7 @@ CELL_TIMEOUT_S = 3600
 DEFAULT_SEED = 42  # the parameters cell's value: only other values are injected
 CATALOGUE_CHAPTERS = ("06", "07", "08", "09")  # they read chapter 01's cleaned catalogue arrays
 # the chapters whose saved outputs a chapter reads (the teaching guide's diagram)
-READS_FROM = {"05": ("02", "03", "04"), "06": ("01",), "07": ("03", "06"), "08": ("06",), "09": ("06",)}
+READS_FROM = {"05": ("02", "03", "04"), "06": ("01",), "07": ("06",), "08": ("06",), "09": ("06",)}
 CHAPTER_NAME = re.compile(r"\d\d_[A-Za-z0-9_-]+\.ipynb")  # 02_benchmark.ipynb; not *.part or *.nbconvert
 
 

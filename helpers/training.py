@@ -62,9 +62,10 @@ def rescale_crop_layers(seed: int, max_zoom: float = 0.2):
     interpolated, never shifted (baseColour is a label)."""
     layers = keras.layers
     shift = max_zoom / 4  # within the margin the zoom adds, mostly; beyond it, reflected content
+    # a seed per layer: with one seed the three layers would draw the same numbers (zoom, shift and flip in step)
     return [layers.RandomZoom(height_factor=(-max_zoom, 0.0), fill_mode="reflect", seed=seed),
-            layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=seed),
-            layers.RandomFlip("horizontal", seed=seed)]
+            layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=seed + 1),
+            layers.RandomFlip("horizontal", seed=seed + 2)]
 
 
 def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None, sample_weight=None,

@@ -146,6 +146,30 @@ def test_chapter_06_tagger_and_recipe_are_the_helpers(capsys):
         kept = keras.ops.convert_to_numpy(splits.masked_sparse_crossentropy(y_true, y_pred, margin))
         np.testing.assert_allclose(typed, kept, rtol=1e-6)
     assert "epoch 1/1" in capsys.readouterr().out
+    # the split the chapter types is the one helpers saves for chapters 07-09
+    table = catalogue_table()
+    for split_seed in (0, 3):
+        pd.testing.assert_series_equal(chapter["grouped_split"](table, split_seed),
+                                       tagging.split_catalogue(table, split_seed))
+    # the study's collapse and its fix
+    dense_budget = experiment.Budget(epochs=1, batch_size=8, learning_rate=1e-2)
+    for fixed in (False, True):
+        typed = chapter["train_dense"](data, dense_budget, "articleType", seed, fixed=fixed)
+        kept = tagging.train_plain_network(data, dense_budget, "articleType", seed, fixed=fixed)
+        for a, b in zip(typed, kept, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def catalogue_table(seed: int = 0) -> pd.DataFrame:
+    """420 rows like chapter 01's table: five common article types, one too rare to keep, some rows without a
+    type, and groups of identical photos (``dup_group`` is the group's first id)."""
+    rng = np.random.default_rng(seed)
+    types = np.array(["Tshirts", "Shirts", "Watches", "Heels", "Jeans"] * 70 + ["Ties"] * 20 + [None] * 50, object)
+    ids = np.arange(1000, 1420)
+    groups = ids.copy()
+    copies = rng.choice(420, 80, replace=False)
+    groups[copies[40:]] = groups[copies[:40]]  # 40 photos each with a byte-identical copy
+    return pd.DataFrame({"id": ids, "articleType": rng.permutation(types), "dup_group": groups})
 
 
 def test_chapter_07_augmentation_and_pipeline_are_the_helpers():
@@ -178,6 +202,9 @@ def test_chapter_08_search_and_metric_are_the_helpers():
     relevant = rng.random((40, 10)) < 0.4
     relevant[0] = False
     np.testing.assert_allclose(chapter["average_precision_at_k"](relevant), retrieval.average_precision_at_k(relevant))
+    in_collection = rng.integers(0, 15, 40)  # R per query, 0 included
+    np.testing.assert_allclose(chapter["average_precision_at_k"](relevant, in_collection),
+                               retrieval.average_precision_at_k(relevant, in_collection))
 
 
 def test_chapter_05_interval_test_and_calibration_are_the_helpers():

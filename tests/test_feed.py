@@ -341,3 +341,20 @@ def test_review_table_counts_what_a_person_checks():
     assert table.loc["gender", "tags accepted"] == 0.5 and table.loc["gender", "accepted tags right"] == 1.0
     assert table.loc["gender", "all tags right"] == 0.75 and table.loc["gender", "to check per 1,000"] == 500
     assert table.loc["usage", "tags accepted"] == 0 and np.isnan(table.loc["usage", "accepted tags right"])
+
+
+def test_the_chapters_review_rule_is_the_helpers():
+    """Chapter 09 types the review-threshold rule; ``feed.review_threshold`` is the same rule for the tests and
+    solutions: equal on ties, on a required share no threshold reaches, and on a head with no right tag."""
+    from tests.test_chapter_code import run_topic_cells
+
+    chapter = run_topic_cells("09_feed_and_search.ipynb", {"mode": "quick", "seed": 0, "precision": None},
+                              definitions_only=True)
+    rng = np.random.default_rng(0)
+    for n, right_share in ((400, 0.95), (200, 0.7), (60, 1.0), (30, 0.0)):
+        confidence = np.round(rng.random(n), 2)  # rounded: many tags share a confidence
+        correct = rng.random(n) < right_share * np.where(confidence > 0.6, 1.0, 0.8)
+        for required in (0.8, 0.95, 0.99, 1.0):
+            typed = chapter["review_threshold"](confidence, correct, required)
+            assert typed == feed.review_threshold(confidence, correct, required), (n, right_share, required)
+    assert chapter["review_threshold"](np.array([0.9, 0.8]), np.array([False, False])) == np.inf

@@ -1,15 +1,15 @@
-"""The README's Fashion-MNIST result rows are what the records say (helpers.report)."""
+"""The README's results and the chapters' run-time banners are what the records say (helpers.report)."""
 
+import shutil
+
+import nbformat
 import pytest
 
 from helpers import report
 
 
-def test_the_readme_s_fashion_mnist_rows_are_the_records():
-    readme = report.README.read_text(encoding="utf-8")
-    rows = report.fashion_rows()
-    stale = [row for row in rows.values() if row not in readme.split("\n")]
-    assert not stale, f"README.md differs from results/: run `python -m helpers.report`. Expected: {stale}"
+def test_the_readme_and_every_banner_are_the_records(capsys):
+    assert report.main(["--check"]) == 0, capsys.readouterr().out + "\nrun `python -m helpers.report`"
 
 
 def test_a_drifted_row_is_rewritten_and_a_missing_one_named(tmp_path, monkeypatch):
@@ -21,5 +21,23 @@ def test_a_drifted_row_is_rewritten_and_a_missing_one_named(tmp_path, monkeypatc
     report.README.write_text(drifted, encoding="utf-8")
     assert report.main(["--check"]) == 1
     assert report.main([]) == 0 and report.main(["--check"]) == 0
-    with pytest.raises(ValueError, match="no results row for LeNet-5"):
+    with pytest.raises(ValueError, match=r"no results row \| Fashion-MNIST \| LeNet-5 \(03\) \|"):
         report.rewritten(drifted.replace("| Fashion-MNIST | LeNet-5 (03) |", "| LeNet |"), rows)
+    with pytest.raises(ValueError, match="lacks the markers"):
+        report.rewritten(drifted.replace(report.SEARCH_END, ""), {}, report.search_paragraph())
+
+
+def test_a_drifted_banner_is_named_and_rewritten_from_the_run_record(tmp_path, monkeypatch, capsys):
+    shutil.copytree(report.NOTEBOOKS, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("solutions"))
+    monkeypatch.setattr(report, "NOTEBOOKS", tmp_path)
+    path = next(tmp_path.glob("06_*.ipynb"))
+    nb = nbformat.read(path, as_version=4)
+    right = next(line for line in nb.cells[0].source.split("\n") if line.startswith("**Run time**"))
+    nb.cells[0].source = nb.cells[0].source.replace(right, "**Run time** (2 CPU cores, measured): full mode 5 min.")
+    nbformat.write(nb, path)
+    assert report.main(["--check"]) == 1 and "06_catalogue.ipynb" in capsys.readouterr().out
+    monkeypatch.setattr(report, "README", tmp_path / "README.md")  # the rewrite must not touch the real README
+    shutil.copy(report.REPO_ROOT / "README.md", report.README)
+    assert report.main([]) == 0 and report.main(["--check"]) == 0
+    assert right in nbformat.read(path, as_version=4).cells[0].source
+    assert "full mode 5 min" not in path.read_text(encoding="utf-8")

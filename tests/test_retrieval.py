@@ -15,6 +15,9 @@ def test_average_precision_at_k_by_hand():
     expected = [(1 + 2 / 3) / 2, 0.0, (1 / 2 + 2 / 3) / 2]
     np.testing.assert_allclose(retrieval.average_precision_at_k(RELEVANT), expected)
     assert retrieval.mean_average_precision_at_k(RELEVANT) == pytest.approx(np.mean(expected))
+    # divided by min(k, R): R = 5, 0 and 2 relevant items in the collection (k = 3)
+    np.testing.assert_allclose(retrieval.average_precision_at_k(RELEVANT, [5, 0, 2]),
+                               [(1 + 2 / 3) / 3, 0.0, (1 / 2 + 2 / 3) / 2])
 
 
 def test_nearest_neighbours_use_cosine_and_exclude_the_query():
@@ -60,6 +63,9 @@ def test_retrieval_table_scores_every_method_and_definition():
     assert table.loc[("perfect", "type"), "precision@1"] == 1.0
     assert table.loc[("perfect", "type+colour"), "precision@1"] == pytest.approx(0.5)
     assert table.loc[("perfect", "type+colour"), "MAP@1"] == pytest.approx(0.5)
+    # R: every item has exactly one other of its type; of its type and colour, only the two red shoes
+    assert table.loc[("perfect", "type"), "MAP@1, divided by min(k, R)"] == 1.0
+    assert table.loc[("perfect", "type+colour"), "MAP@1, divided by min(k, R)"] == pytest.approx(0.5)
 
 
 def test_confused_pairs_count_misses_by_unordered_pair():

@@ -143,11 +143,16 @@ def test_train_tagger_fine_tunes_lite0_but_not_its_frozen_stages():
     assert tagging.embed(model, images[:5]).shape == (5, 256)
 
 
-def test_compare_with_published_lines_up_every_head():
-    ours = pd.DataFrame({"accuracy": 0.9, "weighted F1": 0.8}, index=list(tagging.HEADS))
-    table = tagging.compare_with_published(ours)
-    assert table.loc["gender", "published accuracy"] == 0.921
-    assert table["beats published"].tolist() == [False, False, False, True, True, True, True]
+def test_the_comparison_lines_up_every_head_with_its_interval_and_names_each_source():
+    ours = pd.DataFrame({"accuracy": 0.9, "majority baseline": 0.4}, index=list(tagging.HEADS))
+    intervals = pd.DataFrame({"low": 0.88, "high": 0.92}, index=list(reversed(tagging.HEADS)))
+    table = tagging.compare_with_references(ours, intervals)
+    assert list(table.index) == list(tagging.HEADS) and table.notna().all().all()
+    assert table.loc["gender", "published (other setting)"] == 0.894  # the README's latest version
+    assert table.loc["gender", "95% interval low"] == 0.88 and table.loc["usage", "plain CNN"] == 0.901
+    assert "bool" not in set(table.dtypes.astype(str))  # no "beats" column: the interval carries the comparison
+    assert tagging.PUBLISHED["url"].str.startswith("https://").all()
+    assert tagging.PUBLISHED["source"].str.len().min() > 80  # the setting, not only a name
 
 
 def test_prepare_catalogue_can_merge_rare_classes_into_other():

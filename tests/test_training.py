@@ -25,6 +25,24 @@ def test_dataset_batches_float_images():
     assert next(iter(ds))[0].dtype.name == "float32"
 
 
+def test_the_study_s_augmentation_layers_draw_independently():
+    """With one seed for all three layers, zoom, shift and flip would draw the same numbers: every image zoomed
+    far would also be flipped. A left-right asymmetric image shows which were flipped; the zoomed ones are those
+    whose centre grew."""
+    image = np.zeros((1, 32, 32, 1), np.float32)
+    image[0, 12:20, 4:10] = 255.0  # a bar left of centre: flipped, it moves to the right
+    batch = np.repeat(image, 256, axis=0)
+    out = batch
+    for layer in training.rescale_crop_layers(3):
+        out = np.asarray(layer(out, training=True))
+    flipped = out[:, 12:20, 22:28].mean(axis=(1, 2, 3)) > out[:, 12:20, 4:10].mean(axis=(1, 2, 3))
+    zoom = (out[:, 8:24, :] > 128).sum(axis=(1, 2, 3))  # a larger bar when zoomed in
+    far = zoom > np.median(zoom)
+    assert 0.3 < flipped.mean() < 0.7
+    assert 0.2 < flipped[far].mean() < 0.8  # about half the strongly zoomed images are flipped, not all or none
+    assert len({layer.get_config()["seed"] for layer in training.rescale_crop_layers(3)}) == 3
+
+
 def test_shuffled_rows_come_in_the_order_shuffling_the_arrays_gives():
     """The pipeline shuffles row numbers, not images (one copy of the photos in memory): the batches must
     be those that shuffling the arrays themselves gives, epoch after epoch, labels and weights aligned."""
