@@ -358,7 +358,7 @@ def review_threshold(confidence, correct, required: float = 0.99) -> float:
 
 def review_table(thresholds: dict, confidence: dict, correct: dict) -> pd.DataFrame:
     """Per head, on the feed: the threshold (chosen elsewhere), the share of tags accepted, how right they
-    are, and how many tags per 1,000 products a person must check."""
+    are, and how many of every 1,000 tags of that head (rows whose label is known) a person must check."""
     rows = {}
     for head, threshold in thresholds.items():
         accepted = np.asarray(confidence[head]) >= threshold

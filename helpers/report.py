@@ -5,6 +5,7 @@
 
 What each part reads:
 
+- The "full mode, peak GiB" row of the lesson table: ``run_NN.json``.
 - Fashion-MNIST rows: the metadata of the full run's test predictions (``results/<model>_predictions.npz``: the
   parameters and the training time), chapter 05's tables (``comparison.csv``: metrics with bootstrap intervals;
   ``study_table.csv``: the study's accuracy) and ``seeds.csv`` (other seeds of the same recipe; the median is over
@@ -122,7 +123,8 @@ def shop_rows(results=RESULTS) -> dict[str, str]:
                   f"(exact {best.loc['Flat (exact)', 'single ms (median)']:.1f} ms) | | "
                   f"{best.loc[fast, 'build s']:.0f} s to build |",
         "queue": f"| review queue (09) | thresholds for 99% right, calibrated | — | "
-                 f"{queue['tags accepted'].mean():.0%} of tags accepted, {right.min():.1%}–{right.max():.1%} right; "
+                 f"mean {queue['tags accepted'].mean():.0%} of tags accepted, "
+                 f"{right.min():.1%}–{right.max():.1%} right; "
                  f"ECE {queue['ECE before'].mean():.3f} → {queue['ECE after'].mean():.3f} | | |",
     }
 
@@ -149,6 +151,13 @@ def search_paragraph(results=RESULTS) -> str:
             f"{hnsw.loc[hnsw_n, 'memory MiB']:,.0f} MiB. Chapter 09: {minutes:.0f} min.\n{SEARCH_END}")
 
 
+def peak_row(results=RESULTS) -> str:
+    """The README's "full mode, peak GiB" row of the lesson table, from ``run_NN.json``."""
+    records = sorted(results.glob("run_*.json"))
+    peaks = [json.loads(path.read_text())["peak_memory_mib"] / 1024 for path in records]
+    return "| full mode, peak GiB | " + " | ".join(f"{peak:.1f}" for peak in peaks) + " |"
+
+
 def _prefix(row: str) -> str:
     """A table row's first two cells, which name it (``| task | model |``), spaces trimmed."""
     return "| " + " | ".join(cell.strip() for cell in row.split("|")[1:3]) + " |"
@@ -164,6 +173,7 @@ def rewritten(readme: str, rows: dict[str, str], paragraph: str | None = None) -
         raise ValueError(f"README.md has no results row {', '.join(missing)}; add it to its results table.")
     for row in rows.values():
         lines[found[_prefix(row)]] = row
+    lines = [peak_row() if line.startswith("| full mode, peak GiB |") else line for line in lines]
     text = "\n".join(lines)
     if paragraph is not None:
         pattern = re.compile(re.escape(SEARCH_START) + r".*?" + re.escape(SEARCH_END), re.S)
