@@ -50,6 +50,11 @@ def _meta(path) -> dict:
         return json.loads(str(saved["meta"]))
 
 
+def _run_record(chapter: str, results=RESULTS) -> dict:
+    """The full run's record of a chapter (``results/run_NN.json``: minutes, peak memory, CPU)."""
+    return json.loads((results / f"run_{chapter}.json").read_text())
+
+
 def fashion_rows(results=RESULTS) -> dict[str, str]:
     """``{model: README table row}`` for the Fashion-MNIST models of chapters 02-04."""
     comparison = pd.read_csv(results / "comparison.csv", index_col=0)
@@ -143,7 +148,7 @@ def search_paragraph(results=RESULTS) -> str:
     exact = search[(search["vectors"] == largest) & (search["index"] == "Flat (exact)")]["single ms (median)"].min()
     hnsw = best.xs("HNSW", level="index")
     hnsw_n = hnsw.index.max()
-    minutes = json.loads((results / "run_09.json").read_text())["minutes"]
+    minutes = _run_record("09", results)["minutes"]
     return (f"{SEARCH_START}\n{largest:,} synthetic vectors (09; float16 on disk, compressed codes in memory; one "
             "query on one core, median; each index at its fastest setting reaching 95% recall@10): "
             + "; ".join(parts) + f"; exact search from the file {exact / 1000:.0f} s. HNSW at {hnsw_n:,}: "
@@ -193,7 +198,7 @@ def lesson_minutes(readme: str) -> dict[str, str]:
 
 
 def banner(chapter: str, lesson: str, results=RESULTS) -> str:
-    record = json.loads((results / f"run_{chapter}.json").read_text())
+    record = _run_record(chapter, results)
     full = "under a minute" if record["minutes"] < 1 else f"{record['minutes']:.0f} min"
     cpu = f" ({record['cpu']})" if record.get("cpu") else ""
     lesson = "under a minute" if lesson == "< 1" else f"about {float(lesson):.0f} min"
@@ -227,7 +232,7 @@ def guide_with_records(guide: str, results=RESULTS) -> str:
         match = re.match(r"\| (\d\d) \| \[", line)
         if not match:
             continue
-        record = json.loads((results / f"run_{match.group(1)}.json").read_text())
+        record = _run_record(match.group(1), results)
         cells = line.split("|")
         for column, full in ((4, _full_minutes(record["minutes"])), (5, f"{record['peak_memory_mib'] / 1024:.1f}")):
             cells[column] = " " + " / ".join([full, *cells[column].strip().split(" / ")[1:]]) + " "
