@@ -72,7 +72,7 @@ BUDGETS = {
                                       flip_tta=True),
     ("resnet50", "full"): Budget(epochs=4, batch_size=64, learning_rate=1e-3, warmup_epochs=1),
     ("resnet50", "quick"): Budget(epochs=1, train_limit=256, test_limit=500),
-    # catalogue chapters (06-08): 80x60 RGB; quick mode has the first 2,000 images of chapter 01
+    # catalogue chapters (06-09): 80x60 RGB; quick mode has the first 2,000 images of chapter 01
     ("catalogue_cnn", "full"): Budget(epochs=8, batch_size=64, learning_rate=2e-3),
     ("catalogue_cnn", "quick"): Budget(epochs=1, batch_size=64),
     ("catalogue_lite0", "full"): Budget(epochs=5, batch_size=64, learning_rate=1e-3),  # chapter 06: fine-tuning

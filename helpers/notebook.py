@@ -7,20 +7,24 @@ import platform
 import resource
 import time
 from importlib import metadata
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import seaborn as sns
 
 from helpers import runlock
-from helpers.paths import atomic_write_bytes, figures_dir, processed_dir, remove_stale_parts, results_dir, series_mode
+from helpers.paths import (
+    REPO_ROOT,
+    atomic_write_bytes,
+    figures_dir,
+    processed_dir,
+    remove_stale_parts,
+    results_dir,
+    series_mode,
+)
 
 PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotlib", "seaborn")
-# Minutes each chapter takes on a 2-core CPU, per mode: what a reader is told before it trains.
-RUN_MINUTES = {"01": {"quick": 1, "lesson": 1, "full": 1}, "02": {"quick": 1, "lesson": 1, "full": 3},
-               "03": {"quick": 1, "lesson": 1, "full": 3}, "04": {"quick": 3, "lesson": 6, "full": 60},
-               "05": {"quick": 1, "lesson": 1, "full": 1}, "06": {"quick": 3, "lesson": 4, "full": 60},
-               "07": {"quick": 3, "lesson": 5, "full": 40}, "08": {"quick": 1, "lesson": 1, "full": 1},
-               "09": {"quick": 1, "lesson": 3, "full": 16}}
+GUIDE = REPO_ROOT / "notebooks" / "README.md"  # its chapter table: what a reader is told before a chapter trains
 _started: dict[str, float] = {}
 
 
@@ -52,20 +56,30 @@ def start(chapter: str, mode: str | None = None, seed: int = 42, precision: str 
     return mode
 
 
+def run_minutes(chapter: str, guide: Path = GUIDE) -> dict[str, str]:
+    """``{"full": "19 min", "lesson": "2.3 min", "quick": "under 1 min"}``: the teaching guide's chapter table
+    (``notebooks/README.md``), whose full-mode times ``helpers.report`` writes from the run records."""
+    for line in guide.read_text(encoding="utf-8").splitlines():
+        if line.startswith(f"| {chapter} | ["):
+            cells = [cell.strip() for cell in line.split("|")]
+            return dict(zip(("full", "lesson", "quick"), cells[4].split(" / "), strict=True))
+    return {}
+
+
 def run_plan(chapter: str, mode: str) -> str:
     """One line: how long this chapter takes in this mode, where it writes, and how to get the other modes."""
-    minutes = RUN_MINUTES.get(chapter, {})
+    about = {m: t if t.startswith(("under", "a few")) else f"about {t}" for m, t in run_minutes(chapter).items()}
+    full, lesson, quick = (about.get(m, "a while") for m in ("full", "lesson", "quick"))
     if mode == "full":
-        return (f"Full mode: about {minutes.get('full')} min on 2 CPU cores; results and figures replace the "
+        return (f"Full mode: {full} on 2 CPU cores; results and figures replace the "
                 "committed ones in results/ and figures/.")
     if mode == "lesson":
-        return (f"Lesson mode: about {minutes.get('lesson')} min on 2 CPU cores, short training, whole test sets, "
-                f"written under build/lesson/ (full mode, about {minutes.get('full')} min: set mode = \"full\" in "
+        return (f"Lesson mode: {lesson} on 2 CPU cores, short training, whole test sets, "
+                f"written under build/lesson/ (full mode, {full}: set mode = \"full\" in "
                 "the parameters cell).")
-    return (f"Quick mode: about {minutes.get('quick')} min on 2 CPU cores, tiny subsets that check the code runs "
-            f"(the numbers mean little), written under build/quick/; mode = \"lesson\" (about "
-            f"{minutes.get('lesson')} min) or \"full\" (about {minutes.get('full')} min) in the parameters cell "
-            "gives results worth reading.")
+    return (f"Quick mode: {quick} on 2 CPU cores, tiny subsets that check the code runs "
+            f"(the numbers mean little), written under build/quick/; mode = \"lesson\" ({lesson}) "
+            f"or \"full\" ({full}) in the parameters cell gives results worth reading.")
 
 
 def check_memory(chapter: str, mode: str) -> None:

@@ -394,13 +394,15 @@ def plot_precision_curves(curves: dict, ax=None, title: str = ""):
 def plot_review_curves(curves: dict, chosen: dict, required: float, ax=None, title: str = ""):
     """Share of tags right among those accepted against the share accepted, one line per attribute
     (``{head: feed.review_curve(...)}``), with each attribute's chosen threshold marked
-    (``{head: (coverage, precision)}``) and the required precision dashed."""
+    (``{head: (coverage, precision)}``) and the required precision dotted. Colour-blind-safe colours, with a
+    line style per group of six attributes, so no two share both."""
     fig, ax = _axes(ax, figsize=(7, 4.5))
-    for head, curve in curves.items():
-        line, = ax.plot(curve["coverage"], curve["precision"], label=head)
+    for k, (head, curve) in enumerate(curves.items()):
+        colour, style = LINE_COLOURS[k % len(LINE_COLOURS)], ("-", "--", "-.")[k // len(LINE_COLOURS) % 3]
+        ax.plot(curve["coverage"], curve["precision"], color=colour, ls=style, lw=1.4, label=head)
         if head in chosen:
-            ax.plot(*chosen[head], marker="o", color=line.get_color())
-    ax.axhline(required, ls="--", color="grey", lw=1)
+            ax.plot(*chosen[head], marker="o", color=colour)
+    ax.axhline(required, ls=":", color="grey", lw=1)
     ax.set(xlabel="share of tags accepted without a person", ylabel="share of accepted tags that are right",
            xlim=(0, 1), ylim=(min(0.8, ax.get_ylim()[0]), 1.002), title=title)
     ax.legend(fontsize=8, loc="lower left")

@@ -16,6 +16,7 @@ What each part reads:
 - Similar products, feed, search and review rows, and the paragraph on ten million vectors: ``retrieval.csv``,
   ``feed_summary.csv``, ``search_at_scale.csv``, ``review_queue.csv`` and ``run_09.json``.
 - The teaching guide's chapter table: the full-mode minutes and peak memory, from ``run_NN.json``.
+- "about N h on 2 CPU cores" for the whole series (README and Makefile): the sum of ``run_NN.json``'s minutes.
 - Banners: the first line starting "**Run time**" of each chapter's opening cell, from ``run_NN.json`` (full mode)
   and the README's lesson-mode row (which ``tests/test_reader_text.py`` ties to the teaching guide).
 
@@ -37,6 +38,8 @@ from helpers.paths import REPO_ROOT, atomic_write_bytes
 
 README = REPO_ROOT / "README.md"
 GUIDE = REPO_ROOT / "notebooks" / "README.md"
+MAKEFILE = REPO_ROOT / "Makefile"
+SERIES_HOURS = re.compile(r"about [0-9.]+ h on 2 CPU cores")
 RESULTS = REPO_ROOT / "results"
 NOTEBOOKS = REPO_ROOT / "notebooks"
 # model: (its README label, chapter)
@@ -156,6 +159,13 @@ def search_paragraph(results=RESULTS) -> str:
             f"{hnsw.loc[hnsw_n, 'memory MiB']:,.0f} MiB. Chapter 09: {minutes:.0f} min.\n{SEARCH_END}")
 
 
+def with_series_hours(text: str, results=RESULTS) -> str:
+    """``text`` with its "about N h on 2 CPU cores" (the whole series in full mode) from the run records, to the
+    nearest half hour."""
+    minutes = sum(json.loads(path.read_text())["minutes"] for path in sorted(results.glob("run_*.json")))
+    return SERIES_HOURS.sub(f"about {round(minutes / 30) / 2:g} h on 2 CPU cores", text)
+
+
 def peak_row(results=RESULTS) -> str:
     """The README's "full mode, peak GiB" row of the lesson table, from ``run_NN.json``."""
     records = sorted(results.glob("run_*.json"))
@@ -179,7 +189,7 @@ def rewritten(readme: str, rows: dict[str, str], paragraph: str | None = None) -
     for row in rows.values():
         lines[found[_prefix(row)]] = row
     lines = [peak_row() if line.startswith("| full mode, peak GiB |") else line for line in lines]
-    text = "\n".join(lines)
+    text = with_series_hours("\n".join(lines))
     if paragraph is not None:
         pattern = re.compile(re.escape(SEARCH_START) + r".*?" + re.escape(SEARCH_END), re.S)
         if not pattern.search(text):
@@ -250,9 +260,12 @@ def main(argv=None) -> int:
     stale_banners = {name: new for name, (old, new) in banners(readme).items() if old != new}
     guide = GUIDE.read_text(encoding="utf-8")
     guide_updated = guide_with_records(guide)
+    makefile = MAKEFILE.read_text(encoding="utf-8")
+    makefile_updated = with_series_hours(makefile)
     if args.check:
         stale = [line for line in updated.split("\n") if line not in readme.split("\n")]
         stale += [f"teaching guide: {line}" for line in guide_updated.split("\n") if line not in guide.split("\n")]
+        stale += [f"Makefile: {line}" for line in makefile_updated.split("\n") if line not in makefile.split("\n")]
         stale += [f"{name}: {new.split('**Run time**')[1].split(chr(10))[0]}" for name, new in stale_banners.items()]
         print("\n".join(["Differs from results/:", *stale]) if stale else "README.md and banners agree with results/")
         return 1 if stale else 0
@@ -260,6 +273,8 @@ def main(argv=None) -> int:
         atomic_write_bytes(README, updated.encode("utf-8"))
     if guide_updated != guide:
         atomic_write_bytes(GUIDE, guide_updated.encode("utf-8"))
+    if makefile_updated != makefile:
+        atomic_write_bytes(MAKEFILE, makefile_updated.encode("utf-8"))
     for name, new in stale_banners.items():
         path = NOTEBOOKS / name
         nb = nbformat.read(path, as_version=4)

@@ -6,7 +6,7 @@
     python -m helpers.runner --only 2 3             # some chapters (numbers as 2 or 02)
 
 The mode comes from --mode, else $SERIES_MODE, else quick (the same rule as the chapters). Without the
-Kaggle catalogue, the chapters that need it (06-08) are skipped with the command that gets it.
+Kaggle catalogue, the chapters that need it (06-09) are skipped with the command that gets it.
 Each chapter's library start-up logs go to build/<mode>/logs/NN.log, not to the terminal. A run holds its
 mode's output folder (helpers.runlock): a second run in the same mode is refused with a message. A chapter
 that fails leaves its partial run as NN_name.part.ipynb beside the executed chapters. After a run, also one

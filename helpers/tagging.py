@@ -1,4 +1,4 @@
-"""Catalogue tagging (chapters 06-08): the cleaned arrays of chapter 01, a duplicate-grouped split,
+"""Catalogue tagging (chapters 06-09): the cleaned arrays of chapter 01, a duplicate-grouped split,
 a multi-output model with masked losses and class weights, and per-attribute results.
 
 Every head is one catalogue column. Classes with fewer than ``MIN_COUNT`` images are

@@ -79,9 +79,26 @@ def test_chapter_model_and_recipe_are_the_helpers(notebook, name, capsys):
     history = {k: v for k, v in chapter["history"].items() if k != "seconds"}
     assert history == {k: v for k, v in reference_history.items() if k != "seconds"}
     assert "epoch 2/2" in capsys.readouterr().out  # the chapter's fit shows its progress
+    if name == "lenet5":  # the image-by-image comparison it types is the one chapter 05's McNemar test reads
+        rng = np.random.default_rng(seed)
+        y_true, scores = rng.integers(0, 10, 50), [rng.random((50, 10)) for _ in range(2)]
+        pd.testing.assert_frame_equal(
+            chapter["paired_outcomes"](y_true, *(s.argmax(1) for s in scores), "a", "b"),
+            experiment.paired_outcomes(*({"y_true": y_true, "y_score": s} for s in scores), "a", "b"))
+    if name == "benchmark":  # the one-vs-rest curve it types is the one the figures draw
+        from helpers import metrics
+
+        fpr, tpr = metrics.one_vs_rest_curves(data["y_test"], chapter["y_score"], "roc")[chapter["shirt"]]
+        np.testing.assert_array_equal(chapter["fpr"], fpr)
+        np.testing.assert_array_equal(chapter["tpr"], tpr)
+        precision, recall = metrics.one_vs_rest_curves(data["y_test"], chapter["y_score"], "pr")[chapter["shirt"]]
+        np.testing.assert_array_equal(chapter["shirt_precision"], precision)
+        np.testing.assert_array_equal(chapter["shirt_recall"], recall)
 
 
 def test_chapter_04_resnets_and_recipe_are_the_helpers(capsys):
+    from helpers import training
+
     seed, data = 4, tiny_data(28)
     budget = experiment.Budget(epochs=2, batch_size=32, learning_rate=2e-3, augment=True, warmup_epochs=1)
     tiny32 = {key: value[:16] for key, value in tiny_data(32).items()}
@@ -97,7 +114,10 @@ def test_chapter_04_resnets_and_recipe_are_the_helpers(capsys):
     for a, b in zip(ours.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     history = {k: v for k, v in chapter["history"].items() if k != "seconds"}
-    assert history == {k: v for k, v in reference_history.items() if k != "seconds"}
+    assert history == {k: v for k, v in reference_history.items() if k != "seconds"}  # crop_and_flip included
+    plain, with_mirror = chapter["predict_with_mirror"](ours, data["x_test"])
+    np.testing.assert_allclose(plain, training.predict_proba(reference, data["x_test"]), rtol=1e-5)
+    np.testing.assert_allclose(with_mirror, training.predict_proba(reference, data["x_test"], flip=True), rtol=1e-5)
     # ResNet-50: the typed set-up (batch-norm momentum included) is the registry's; it trains with the same
     # compile_and_fit, checked above
     assert architecture(chapter["model50"]) == architecture(experiment.build_model("resnet50", (32, 32, 1), 10))
@@ -229,6 +249,8 @@ def test_chapter_05_interval_test_and_calibration_are_the_helpers():
     np.testing.assert_allclose(chapter["temperature_scale"](y_score, 1.7), metrics.temperature_scale(y_score, 1.7))
     assert chapter["fit_temperature"](y_true, y_score) == pytest.approx(metrics.fit_temperature(y_true, y_score),
                                                                         rel=1e-9)
+    assert chapter["keras_precision"](y_true, y_score) == pytest.approx(metrics.thresholded_precision(y_true, y_score),
+                                                                        abs=1e-12)
 
 
 def test_chapter_01_repair_and_duplicate_checks_are_the_helpers():
