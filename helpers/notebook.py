@@ -58,7 +58,10 @@ def start(chapter: str, mode: str | None = None, seed: int = 42, precision: str 
 
 def run_minutes(chapter: str, guide: Path = GUIDE) -> dict[str, str]:
     """``{"full": "19 min", "lesson": "2.3 min", "quick": "under 1 min"}``: the teaching guide's chapter table
-    (``notebooks/README.md``), whose full-mode times ``helpers.report`` writes from the run records."""
+    (``notebooks/README.md``), whose full-mode times ``helpers.report`` writes from the run records; empty
+    where the guide is not beside the chapters."""
+    if not guide.is_file():
+        return {}
     for line in guide.read_text(encoding="utf-8").splitlines():
         if line.startswith(f"| {chapter} | ["):
             cells = [cell.strip() for cell in line.split("|")]

@@ -92,6 +92,14 @@ def test_the_default_mode_is_quick_so_run_all_never_replaces_committed_results(m
     assert paths.output_root("lesson") == paths.REPO_ROOT / "build" / "lesson"
 
 
+def test_the_plan_line_says_a_while_where_the_guide_is_missing(monkeypatch, tmp_path):
+    from helpers import notebook
+
+    assert notebook.run_minutes("04", tmp_path / "README.md") == {}  # a chapter copied away from the series
+    monkeypatch.setattr(notebook, "run_minutes", lambda chapter: {})
+    assert notebook.run_plan("04", "full").startswith("Full mode: a while on 2 CPU cores")
+
+
 def test_save_fig_leaves_only_the_png_behind(monkeypatch, tmp_path):
     monkeypatch.setattr(plots, "figures_dir", lambda mode=None: tmp_path)
     fig = plots.plot_class_balance(pd.Series([3, 2], index=["x", "y"]))
