@@ -8,6 +8,7 @@ history: any change on one side only (a layer width, a learning-rate schedule, a
 """
 
 import dataclasses
+import hashlib
 
 import nbformat
 import numpy as np
@@ -29,12 +30,12 @@ def topic_cells(notebook: str) -> list[str]:
 
 def run_topic_cells(notebook: str, namespace: dict, definitions_only: bool = False) -> dict:
     """Execute the chapter's import cell and topic cells in ``namespace`` (the parameters a run sets);
-    with ``definitions_only``, only the topic cells that start by defining a function."""
+    with ``definitions_only``, only the topic cells that start by defining a function or a class."""
     nb = nbformat.read(NOTEBOOKS / notebook, as_version=4)
     imports = next(c.source for c in nb.cells if "notebook.start(" in c.source)
     exec(imports.replace("mode = notebook.start(", "notebook.start("), namespace)  # noqa: S102 (our own cells)
     for source in topic_cells(notebook):
-        if not definitions_only or source.startswith("def "):
+        if not definitions_only or source.startswith(("def ", "class ")):
             exec(source, namespace)  # noqa: S102
     return namespace
 
@@ -143,7 +144,7 @@ def tiny_catalogue(seed: int = 0):
 def test_chapter_06_tagger_and_recipe_are_the_helpers(capsys):
     import keras
 
-    from helpers import splits, tagging
+    from helpers import pretrained, splits, tagging
 
     seed, data = 5, tiny_catalogue()
     chapter = run_topic_cells("06_catalogue.ipynb", {"mode": "quick", "seed": seed, "data": data, "epochs": None,
@@ -167,6 +168,24 @@ def test_chapter_06_tagger_and_recipe_are_the_helpers(capsys):
         kept = keras.ops.convert_to_numpy(splits.masked_sparse_crossentropy(y_true, y_pred, margin))
         np.testing.assert_allclose(typed, kept, rtol=1e-6)
     assert "epoch 1/1" in capsys.readouterr().out
+    # the class weights it types are the ones helpers trains with (absent classes and missing labels included)
+    labels = {"gender": np.array([0, 0, 0, 1, -1, 0, 1, 0]), "articleType": np.array([3, 3, -1, 0, 3, 0, 3, 3])}
+    names = {"gender": ["Men", "Women", "Boys"], "articleType": ["Tshirts", "Shirts", "Watches", "Heels"]}
+    for power in (0.0, 0.5, 1.0):
+        typed = chapter["class_weight_table"](labels, names, power)
+        kept = tagging.class_weight_table(labels, names, power)
+        for head in names:
+            np.testing.assert_array_equal(typed[head], kept[head])
+    table = tagging.class_weight_table(data.labels["train"], data.names)
+    kept = tagging.weights_of_examples(data.labels["train"], table)
+    for head, weights in kept.items():
+        np.testing.assert_array_equal(chapter["sample_weight"][head], weights)
+    # the enlargement it types is the trunk's first step after the pixels are mapped to [-1, 1]
+    photos = np.random.default_rng(1).uniform(-1, 1, (3, 32, 24, 3)).astype("float32")
+    trunk = pretrained.lite0_backbone((32, 24, 3), upsample=2)
+    resizing = next(layer for layer in trunk.layers if isinstance(layer, keras.layers.Resizing))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(chapter["enlarge"](photos)),
+                                  keras.ops.convert_to_numpy(resizing(photos)))
     # the split the chapter types is the one helpers saves for chapters 07-09
     table = catalogue_table()
     for split_seed in (0, 3):
@@ -198,8 +217,17 @@ def test_chapter_07_augmentation_and_pipeline_are_the_helpers():
 
     from helpers import training
 
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (48, 32, 32, 1), dtype=np.uint8)  # noise: any blur lowers its sharpness
     chapter = run_topic_cells("07_augmentation.ipynb", {"mode": "quick", "seed": 11, "epochs": None,
-                                                         "data_root": None, "precision": None})
+                                                         "data_root": None, "precision": None,
+                                                         "augment": training.rescale_crop_layers(11),
+                                                         "data": {"x_train": images}})
+    # the colour check it types: uniform photos come out of the augmentation unchanged
+    assert np.abs(np.asarray(chapter["out"]) - chapter["uniform"]).max() < 1e-3
+    # the sharpness it types, and what it shows: whole-pixel crops keep the pixels, interpolation blurs them
+    assert chapter["sharpness"](images) == pytest.approx(np.abs(np.diff(images.astype(float), axis=2)).mean())
+    assert chapter["sharpness"](chapter["rescaled"]) < 0.9 * chapter["sharpness"](images)
     ours, reference = chapter["rescale_crop_layers"](11), training.rescale_crop_layers(11)
     assert architecture(keras.Sequential(ours)) == architecture(keras.Sequential(reference))
     x = np.random.default_rng(0).integers(0, 256, (20, 16, 12, 3), dtype=np.uint8)
@@ -230,6 +258,7 @@ def test_chapter_08_search_and_metric_are_the_helpers():
 
 def test_chapter_05_interval_test_and_calibration_are_the_helpers():
     from scipy.special import softmax
+    from sklearn.metrics import roc_auc_score
 
     from helpers import metrics
 
@@ -250,6 +279,16 @@ def test_chapter_05_interval_test_and_calibration_are_the_helpers():
     np.testing.assert_allclose(chapter["temperature_scale"](y_score, 1.7), metrics.temperature_scale(y_score, 1.7))
     assert chapter["fit_temperature"](y_true, y_score) == pytest.approx(metrics.fit_temperature(y_true, y_score),
                                                                         rel=1e-9)
+    shirt = 6
+    assert chapter["auc_by_ranking"](y_true, y_score, shirt) == pytest.approx(
+        metrics.per_class_report(y_true, y_score, [str(k) for k in range(10)]).loc["6", "roc_auc"], abs=1e-12)
+    others = [k for k in range(10) if k != shirt]
+    np.testing.assert_allclose([chapter["auc_by_ranking"](y_true, y_score, shirt, [k]) for k in others],
+                               metrics.auc_against_each_class(y_true, y_score, shirt, [str(k) for k in range(10)])
+                               .reindex([str(k) for k in others]))
+    tied = np.round(y_score, 1)  # many ties: each counts half, as in roc_auc_score
+    expected = roc_auc_score(y_true == shirt, tied[:, shirt])
+    assert chapter["auc_by_ranking"](y_true, tied, shirt) == pytest.approx(expected)
     assert chapter["keras_precision"](y_true, y_score) == pytest.approx(metrics.thresholded_precision(y_true, y_score),
                                                                         abs=1e-12)
 
@@ -273,6 +312,16 @@ def test_chapter_01_repair_and_duplicate_checks_are_the_helpers():
     near = chapter["near_duplicates"](table, hashes)
     pd.testing.assert_frame_equal(near, catalogue.near_duplicates(table, hashes))
     assert set(near["id"]) == {1, 4}
+
+
+def test_chapter_01_checksum_is_the_loaders(tmp_path):
+    from helpers import fashion_mnist
+
+    chapter = run_topic_cells("01_data.ipynb", {"mode": "quick", "seed": 0, "data_root": None}, definitions_only=True)
+    path = tmp_path / "blocks.bin"
+    path.write_bytes(np.random.default_rng(0).bytes(3 * 2**20 + 7))  # more than one block, and a partial one
+    assert chapter["sha256_of"](path) == fashion_mnist.sha256_of(path)
+    assert chapter["sha256_of"](path) == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_chapter_02_split_is_the_helpers():
