@@ -114,15 +114,17 @@ def versions() -> dict[str, str]:
     return found
 
 
-def finish(chapter: str, mode: str | None = None) -> dict:
-    """Print and save this run's time, peak memory, CPU and library versions; give the output folder back."""
+def finish(chapter: str, mode: str | None = None, peak_mib: float | None = None) -> dict:
+    """Print and save this run's time, peak memory, CPU and library versions; give the output folder back.
+    ``peak_mib``: the peak memory to record where a chapter measured more than this process's own (a chapter
+    whose worker processes count too)."""
     import keras
 
     from helpers.bench import machine
 
     record = {"chapter": chapter, "mode": series_mode(mode), "precision": keras.mixed_precision.global_policy().name,
               "cpu": machine(), "minutes": round((time.perf_counter() - _started[chapter]) / 60, 2),
-              "peak_memory_mib": round(peak_memory_mib()), "versions": versions()}
+              "peak_memory_mib": round(max(peak_memory_mib(), peak_mib or 0)), "versions": versions()}
     atomic_write_bytes(results_dir(mode) / f"run_{chapter}.json",
                        json.dumps(record, indent=2).encode())
     print(f"Chapter {chapter} ran in {record['minutes']} min, peak memory {record['peak_memory_mib']} MiB.")

@@ -137,6 +137,24 @@ def shop_rows(results=RESULTS) -> dict[str, str]:
     }
 
 
+def cluster_rows(results=RESULTS) -> dict[str, str]:
+    """The rows of chapter 10: the feed tagged on Ray workers, and the sharded search."""
+    runs = pd.read_csv(results / "cluster_tagging.csv", index_col=0)
+    rate = runs["images/s after start-up"]
+    shards = pd.read_csv(results / "shard_latency.csv", index_col=0)["ms (median)"]
+    equal = pd.read_csv(results / "shard_latency.csv", index_col=0)["answers equal to the single index"]
+    return {
+        "workers": f"| feed on Ray workers (10) | 06's tagger on 09's feed, listed 3 times | — | "
+                   f"{int(runs['items'].iloc[0]):,} items; after start-up **{rate['1']:.0f}** images/s on 1 worker, "
+                   f"**{rate['2']:.0f}** on 2, {rate.iloc[0]:.0f} without Ray; a worker killed: every item once | | "
+                   f"{runs.loc['2, one killed', 'seconds']:.0f} s with the kill |",
+        "shards": f"| sharded search (10) | 09's IVF index in 1, 2, 4 shards | — | "
+                  f"{'the single index' if (equal.dropna() == 1).all() else 'NOT the single index'}'s answers; "
+                  f"{shards['1']:.1f}, {shards['2']:.1f}, {shards['4']:.1f} ms per query (one index in process: "
+                  f"{shards.iloc[0]:.2f} ms) | | |",
+    }
+
+
 def search_paragraph(results=RESULTS) -> str:
     """Chapter 09 at its largest size: the re-ranked indexes, exact search from the file, HNSW at its largest."""
     from helpers import vectors
@@ -255,7 +273,7 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="only say whether README.md and the banners agree")
     args = parser.parse_args(argv)
     readme = README.read_text(encoding="utf-8")
-    rows = {**fashion_rows(), **catalogue_rows(), **shop_rows()}
+    rows = {**fashion_rows(), **catalogue_rows(), **shop_rows(), **cluster_rows()}
     updated = rewritten(readme, rows, search_paragraph())
     stale_banners = {name: new for name, (old, new) in banners(readme).items() if old != new}
     guide = GUIDE.read_text(encoding="utf-8")

@@ -6,7 +6,7 @@
     python -m helpers.runner --only 2 3             # some chapters (numbers as 2 or 02)
 
 The mode comes from --mode, else $SERIES_MODE, else quick (the same rule as the chapters). Without the
-Kaggle catalogue, the chapters that need it (06-09) are skipped with the command that gets it.
+Kaggle catalogue, the chapters that need it (06-10) are skipped with the command that gets it.
 Each chapter's library start-up logs go to build/<mode>/logs/NN.log, not to the terminal. A run holds its
 mode's output folder (helpers.runlock): a second run in the same mode is refused with a message. A chapter
 that fails leaves its partial run as NN_name.part.ipynb beside the executed chapters. After a run, also one
@@ -48,9 +48,10 @@ from helpers.paths import (
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 3600
 DEFAULT_SEED = 42  # the parameters cell's value: only other values are injected
-CATALOGUE_CHAPTERS = ("06", "07", "08", "09")  # they read chapter 01's cleaned catalogue arrays
+CATALOGUE_CHAPTERS = ("06", "07", "08", "09", "10")  # they read chapter 01's cleaned catalogue arrays
 # the chapters whose saved outputs a chapter reads (the teaching guide's diagram)
-READS_FROM = {"05": ("02", "03", "04"), "06": ("01",), "07": ("06",), "08": ("06",), "09": ("06",)}
+READS_FROM = {"05": ("02", "03", "04"), "06": ("01",), "07": ("06",), "08": ("06",), "09": ("06",),
+              "10": ("06", "09")}
 CHAPTER_NAME = re.compile(r"\d\d_[A-Za-z0-9_-]+\.ipynb")  # 02_benchmark.ipynb; not *.part or *.nbconvert
 
 

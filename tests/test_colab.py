@@ -55,7 +55,7 @@ def test_the_repository_s_own_lock_and_environment_agree_with_the_setup():
 
 
 @pytest.mark.parametrize("chapter, earlier", [("01", []), ("05", ["02", "03", "04"]), ("07", ["01", "06"]),
-                                              ("09", ["01", "06"])])
+                                              ("09", ["01", "06"]), ("10", ["01", "06", "09"])])
 def test_a_chapter_opened_alone_runs_the_chapters_it_reads_from(chapter, earlier):
     assert runner.prerequisites(chapter) == earlier
 
