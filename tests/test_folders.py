@@ -83,7 +83,8 @@ def test_readme_own_photos_recipe_runs(tmp_path, monkeypatch, size):
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["data"].images["test"].shape[1:] == (*size, 3)
-    assert namespace["embeddings"].shape[1] == 256
+    test_photos = len(namespace["data"].images["test"])
+    assert namespace["found"].shape == (test_photos, min(10, test_photos - 1))  # chapter 08's neighbours per photo
 
 
 def _classes(n_bag=8, n_belt=8, **more):
