@@ -141,8 +141,8 @@ def cluster_rows(results=RESULTS) -> dict[str, str]:
     """The rows of chapter 10: the feed tagged on Ray workers, and the sharded search."""
     runs = pd.read_csv(results / "cluster_tagging.csv", index_col=0)
     rate = runs["images/s after start-up"]
-    shards = pd.read_csv(results / "shard_latency.csv", index_col=0)["ms (median)"]
-    equal = pd.read_csv(results / "shard_latency.csv", index_col=0)["answers equal to the single index"]
+    latency = pd.read_csv(results / "shard_latency.csv", index_col=0)
+    shards, equal = latency["ms (median)"], latency["answers equal to the single index"]
     return {
         "workers": f"| feed on Ray workers (10) | 06's tagger on 09's feed, listed 3 times | — | "
                    f"{int(runs['items'].iloc[0]):,} items; after start-up **{rate['1']:.0f}** images/s on 1 worker, "
