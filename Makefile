@@ -42,7 +42,7 @@ lock: setup              ## rewrite requirements-lock.txt from environment.yml (
 	$(VENV)/bin/pip-compile --quiet --no-emit-index-url --no-emit-find-links --no-annotate --strip-extras \
 		$(if $(UPGRADE),--upgrade,--constraint build/installed.txt) --output-file requirements-lock.txt build/requirements.in
 
-series: setup            ## the whole series (full mode unless MODE or SERIES_MODE says otherwise: about 3 h on 2 CPU cores)
+series: setup            ## the whole series (full mode unless MODE or SERIES_MODE says otherwise: about 3.5 h on 2 CPU cores)
 	$(PY) -m helpers.runner --mode $(MODE)
 	$(PY) -m helpers.report  # the README's Fashion-MNIST result rows from results/
 

@@ -126,6 +126,26 @@ def test_chapter_04_resnets_and_recipe_are_the_helpers(capsys):
     assert "epoch 2/2" in capsys.readouterr().out
 
 
+def test_chapter_04_precision_rule_and_timing_are_the_helpers(monkeypatch):
+    import keras
+
+    from helpers import precision
+
+    monkeypatch.delenv(precision.ISA_CAP_ENV, raising=False)
+    chapter = run_topic_cells("04_resnet.ipynb", {"mode": "quick", "seed": 4, "epochs": None, "data_root": None,
+                                                   "precision": None}, definitions_only=True)
+    for flags in (set(), {"avx2"}, {"avx2", "avx512f", "avx512_bf16"}, {"avx512_bf16", "amx_bf16", "amx_tile"}):
+        for gpu in (False, True):
+            assert chapter["choose_precision"](flags, gpu=gpu) == precision.choose("auto", flags, gpu)[0], (flags, gpu)
+    data = tiny_data(28)
+    try:
+        seconds = chapter["seconds_per_1000_images"]("mixed_bfloat16", data["x_train"][:16], data["y_train"][:16], 8)
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # the timed model computed in it
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert 0 < seconds < 60_000
+
+
 def tiny_catalogue(seed: int = 0):
     """40 random 32x24 photos (24 train, 16 val = test); articleType has the most classes and some missing labels."""
     from helpers import splits, tagging
