@@ -129,7 +129,7 @@ def shop_rows(results=RESULTS) -> dict[str, str]:
         "search": f"| vector search (09) | FAISS, {real['vectors'].iloc[0]:,} real embeddings | — | {fast} recall@10 "
                   f"**{best.loc[fast, 'recall@10']:.3f}** at {best.loc[fast, 'single ms (median)']:.2f} ms per query "
                   f"(exact {best.loc['Flat (exact)', 'single ms (median)']:.1f} ms) | | "
-                  f"{best.loc[fast, 'build s']:.0f} s to build |",
+                  f"{best.loc[fast, 'build s']:.{1 if best.loc[fast, 'build s'] < 10 else 0}f} s to build |",
         "queue": f"| review queue (09) | thresholds for 99% right, calibrated | — | "
                  f"mean {queue['tags accepted'].mean():.0%} of tags accepted, "
                  f"{right.min():.1%}–{right.max():.1%} right; "

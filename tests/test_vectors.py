@@ -50,6 +50,13 @@ def test_the_chapters_recall_and_ivf_indexes_are_the_helpers():
             index.add(x)
             index.nprobe = 4
         np.testing.assert_array_equal(a[name].search(x[:20], 5)[1], b[name].search(x[:20], 5)[1])
+    threads = faiss.omp_get_max_threads()
+    found, ms = chapter["time_queries"](a["IVF-Flat"], x[:30], 5, singles=12)
+    same_found, same_ms = vectors.time_queries(a["IVF-Flat"], x[:30], 5, singles=12)
+    np.testing.assert_array_equal(found, same_found)
+    assert list(ms) == list(same_ms) and all(value > 0 for value in ms.values())
+    assert ms["single ms (median)"] <= ms["single ms (p99)"]
+    assert faiss.omp_get_max_threads() == threads  # the cores given back after the one-core queries
 
 
 def test_index_bytes_counts_vectors_codes_ids_and_centroids():
