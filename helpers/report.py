@@ -105,6 +105,11 @@ def catalogue_rows(results=RESULTS, seed: int = 42) -> dict[str, str]:
     return rows
 
 
+def build_seconds(seconds: float) -> str:
+    """A build time for a table: one decimal under ten seconds ("0.2 s"), whole seconds above ("34 s")."""
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
 def shop_rows(results=RESULTS) -> dict[str, str]:
     """The rows of chapters 08 and 09: similar products, feed tagging, vector search and the review queue."""
     from helpers import vectors
@@ -129,7 +134,7 @@ def shop_rows(results=RESULTS) -> dict[str, str]:
         "search": f"| vector search (09) | FAISS, {real['vectors'].iloc[0]:,} real embeddings | — | {fast} recall@10 "
                   f"**{best.loc[fast, 'recall@10']:.3f}** at {best.loc[fast, 'single ms (median)']:.2f} ms per query "
                   f"(exact {best.loc['Flat (exact)', 'single ms (median)']:.1f} ms) | | "
-                  f"{best.loc[fast, 'build s']:.{1 if best.loc[fast, 'build s'] < 10 else 0}f} s to build |",
+                  f"{build_seconds(best.loc[fast, 'build s'])} to build |",
         "queue": f"| review queue (09) | thresholds for 99% right, calibrated | — | "
                  f"mean {queue['tags accepted'].mean():.0%} of tags accepted, "
                  f"{right.min():.1%}–{right.max():.1%} right; "
