@@ -7,7 +7,6 @@ same layers, configurations, parameter counts and optimizer, and bit-identical t
 history: any change on one side only (a layer width, a learning-rate schedule, a callback) fails here.
 """
 
-import dataclasses
 import hashlib
 
 import nbformat
@@ -28,14 +27,15 @@ def topic_cells(notebook: str) -> list[str]:
     return cells
 
 
-def run_topic_cells(notebook: str, namespace: dict, definitions_only: bool = False) -> dict:
+def run_topic_cells(notebook: str, namespace: dict, definitions_only: bool = False, skip: str | None = None) -> dict:
     """Execute the chapter's import cell and topic cells in ``namespace`` (the parameters a run sets);
-    with ``definitions_only``, only the topic cells that start by defining a function or a class."""
+    with ``definitions_only``, only the topic cells that start by defining a function or a class; ``skip``:
+    leave out the topic cells that contain this text (a training the test does not need)."""
     nb = nbformat.read(NOTEBOOKS / notebook, as_version=4)
     imports = next(c.source for c in nb.cells if "notebook.start(" in c.source)
     exec(imports.replace("mode = notebook.start(", "notebook.start("), namespace)  # noqa: S102 (our own cells)
     for source in topic_cells(notebook):
-        if not definitions_only or source.startswith(("def ", "class ")):
+        if (not definitions_only or source.startswith(("def ", "class "))) and not (skip and skip in source):
             exec(source, namespace)  # noqa: S102
     return namespace
 
@@ -103,11 +103,10 @@ def test_chapter_04_resnets_and_recipe_are_the_helpers(capsys):
 
     seed, data = 4, tiny_data(28)
     budget = experiment.Budget(epochs=2, batch_size=32, learning_rate=2e-3, augment=True, warmup_epochs=1)
-    tiny32 = {key: value[:16] for key, value in tiny_data(32).items()}
-    budget50 = dataclasses.replace(budget, epochs=1, warmup_epochs=0, augment=False)
+    # ResNet-50's training cell is left out: it trains with the compile_and_fit checked here (tracing it: a minute)
     chapter = run_topic_cells("04_resnet.ipynb", {"mode": "quick", "seed": seed, "data": data, "budget": budget,
-                                                   "data32": tiny32, "budget50": budget50, "epochs": None,
-                                                   "data_root": None, "precision": None})
+                                                   "epochs": None, "data_root": None, "precision": None},
+                              skip="model50 = build_resnet50(")
     reference, reference_history = experiment.train_model("resnet_small", data, budget, seed)
     ours = chapter["model"]
     assert architecture(ours) == architecture(reference)
@@ -120,9 +119,9 @@ def test_chapter_04_resnets_and_recipe_are_the_helpers(capsys):
     plain, with_mirror = chapter["predict_with_mirror"](ours, data["x_test"])
     np.testing.assert_allclose(plain, training.predict_proba(reference, data["x_test"]), rtol=1e-5)
     np.testing.assert_allclose(with_mirror, training.predict_proba(reference, data["x_test"], flip=True), rtol=1e-5)
-    # ResNet-50: the typed set-up (batch-norm momentum included) is the registry's; it trains with the same
-    # compile_and_fit, checked above
-    assert architecture(chapter["model50"]) == architecture(experiment.build_model("resnet50", (32, 32, 1), 10))
+    # ResNet-50: the typed set-up (batch-norm momentum included) is the registry's
+    typed50 = chapter["build_resnet50"]((32, 32, 1), 10)
+    assert architecture(typed50) == architecture(experiment.build_model("resnet50", (32, 32, 1), 10))
     assert "epoch 2/2" in capsys.readouterr().out
 
 
