@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.precision import ISA_CAP_ENV, PRECISIONS, has_gpu, usable_cpu_flags
+from helpers.precision import ISA_CAP_ENV, PRECISIONS, bfloat16_native, usable_cpu_flags
 
 CATALOGUE_HEADS = {"gender": 5, "masterCategory": 7, "subCategory": 45, "articleType": 142, "baseColour": 46,
                    "season": 4, "usage": 8}  # about the catalogue's class counts (chapter 06)
@@ -120,10 +120,9 @@ def measure(name: str, precision: str) -> dict:
 
 
 def supported_precisions() -> list[str]:
-    """float32, and mixed_bfloat16 where a GPU or the CPU (AVX512-BF16 or AMX-BF16) computes bfloat16."""
-    flags = usable_cpu_flags()
-    native = has_gpu() or bool({"amx_bf16", "avx512_bf16"} & flags)
-    return list(PRECISIONS) if native else ["float32"]
+    """float32, and mixed_bfloat16 where the GPU (compute capability 8.0 on) or the CPU (AVX512-BF16 or
+    AMX-BF16) computes bfloat16 natively."""
+    return list(PRECISIONS) if bfloat16_native() else ["float32"]
 
 
 def machine() -> str:

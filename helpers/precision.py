@@ -1,17 +1,19 @@
 """Which floating-point precision training uses on this machine, and why.
 
 ``mixed_bfloat16`` (Keras' mixed-precision policy: layers compute in bfloat16 and keep float32
-weights) where the hardware multiplies bfloat16 natively: a GPU, or a CPU with Intel's AMX-BF16
-tile instructions (``amx_bf16`` in ``/proc/cpuinfo``), on which oneDNN trains the convolutional
-networks of this series about twice as fast (``python -m helpers.bench`` measures it on your
-machine). Everywhere else ``float32``: without AMX, bfloat16 arithmetic is emulated and slower.
-A chapter whose network gains nothing from AMX passes ``cpu_bfloat16=False`` and keeps float32 on a
-CPU: EfficientNet-Lite0 (chapters 06 and 08), whose depthwise convolutions train two to three times
-slower in bfloat16 on the CPU the series was measured on.
+weights) where the hardware multiplies bfloat16 natively: an NVIDIA GPU of compute capability 8.0 or
+later (Ampere on; a T4, 7.5, has no bfloat16 tensor cores), or a CPU with bfloat16 instructions that
+oneDNN uses: Intel's AMX-BF16 tiles (``amx_bf16`` in ``/proc/cpuinfo``) or AVX512-BF16 dot products
+(``avx512_bf16``, e.g. AMD Zen 4), on which the convolutional networks of this series train faster
+(``python -m helpers.bench --precisions float32 mixed_bfloat16`` measures it on your machine).
+Everywhere else ``float32``: there bfloat16 arithmetic is emulated and many times slower.
+A chapter whose network gains nothing from bfloat16 on a CPU passes ``cpu_bfloat16=False`` and keeps
+float32 there: EfficientNet-Lite0 (chapters 06, 08 and 10), whose depthwise convolutions trained
+slower in bfloat16 on an AMX CPU.
 
-Setting oneDNN's own ``ONEDNN_MAX_CPU_ISA`` below AMX (e.g. ``AVX2``) makes such a CPU compute like an
-older one, and the rule then picks float32 too: that is how this series times an AVX2-only machine on a
-newer CPU (``ONEDNN_MAX_CPU_ISA=AVX2 python -m helpers.bench``).
+Setting oneDNN's own ``ONEDNN_MAX_CPU_ISA`` below a CPU's bfloat16 instructions (e.g. ``AVX2``) makes it
+compute like an older CPU, and the rule then picks float32 too: that is how this series times an
+AVX2-only machine on a newer CPU (``ONEDNN_MAX_CPU_ISA=AVX2 python -m helpers.bench``).
 
 Override with the ``SERIES_PRECISION`` environment variable or a chapter's ``precision``
 parameter: ``auto`` (the default, the rule above), ``float32`` or ``mixed_bfloat16``. A run is
@@ -55,32 +57,59 @@ def usable_cpu_flags(flags: set[str] | None = None, isa_cap: str | None = None) 
     return flags - hidden
 
 
-def has_gpu() -> bool:
+BFLOAT16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}  # the instructions oneDNN computes bfloat16 with
+BFLOAT16_GPU = (8, 0)  # NVIDIA compute capability from which GPUs have bfloat16 tensor cores (Ampere)
+DETECT = "detect"
+
+
+def gpu_capability() -> tuple[int, int] | None:
+    """The first GPU's compute capability, e.g. ``(8, 0)``; ``(0, 0)`` where it is not reported; None
+    without a GPU."""
     import tensorflow as tf
 
-    return bool(tf.config.list_physical_devices("GPU"))
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    return tuple(tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0)))
 
 
-def choose(requested: str | None = None, flags: set[str] | None = None, gpu: bool | None = None,
+def bfloat16_native(flags: set[str] | None = None, gpu: tuple[int, int] | None | str = DETECT) -> bool:
+    """Whether this machine's training device multiplies bfloat16 natively (the GPU where there is one)."""
+    gpu = gpu_capability() if gpu == DETECT else gpu
+    if gpu is not None:
+        return gpu >= BFLOAT16_GPU
+    return bool(BFLOAT16_CPU_FLAGS & usable_cpu_flags(flags))
+
+
+def choose(requested: str | None = None, flags: set[str] | None = None, gpu: tuple[int, int] | None | str = DETECT,
            cpu_bfloat16: bool = True) -> tuple[str, str]:
-    """``(policy, reason)``: the argument, else ``$SERIES_PRECISION``, else ``auto``, resolved for this machine
-    (``cpu_bfloat16=False``: float32 on every CPU, for networks that AMX does not speed up)."""
+    """``(policy, reason)``: the argument, else ``$SERIES_PRECISION``, else ``auto``, resolved for this machine.
+
+    ``gpu``: the GPU's compute capability, None without one (default: detected). ``cpu_bfloat16=False``:
+    float32 on every CPU, for networks that bfloat16 does not speed up there.
+    """
     requested = requested or os.environ.get(PRECISION_ENV) or "auto"
     if requested in PRECISIONS:
         return requested, f"set by the precision parameter or ${PRECISION_ENV}"
     if requested != "auto":
         raise ValueError(f"Unknown precision {requested!r} (from the argument or ${PRECISION_ENV}); "
                          f"use auto or one of {PRECISIONS}.")
-    if has_gpu() if gpu is None else gpu:
-        return "mixed_bfloat16", "auto: a GPU is present"
+    gpu = gpu_capability() if gpu == DETECT else gpu
+    if gpu is not None:
+        capability = ".".join(map(str, gpu))
+        if bfloat16_native(gpu=gpu):
+            return "mixed_bfloat16", f"auto: a GPU with bfloat16 tensor cores (compute capability {capability})"
+        return "float32", f"auto: this GPU (compute capability {capability}) has no bfloat16 tensor cores"
     flags = cpu_flags() if flags is None else flags
-    if "amx_bf16" in usable_cpu_flags(flags):
+    native = sorted(BFLOAT16_CPU_FLAGS & usable_cpu_flags(flags))
+    if native:
         if not cpu_bfloat16:
-            return "float32", "auto: this chapter's network runs faster in float32 on a CPU, even with AMX-BF16"
-        return "mixed_bfloat16", "auto: this CPU has AMX-BF16"
-    if "amx_bf16" in flags:
-        return "float32", f"auto: ${ISA_CAP_ENV} keeps oneDNN off this CPU's AMX-BF16"
-    return "float32", "auto: this CPU has no AMX-BF16, so bfloat16 would be emulated and slower"
+            return "float32", "auto: this chapter's network runs faster in float32 on a CPU, even with bfloat16 " \
+                              "instructions"
+        return "mixed_bfloat16", f"auto: this CPU computes bfloat16 natively ({' '.join(native)})"
+    if BFLOAT16_CPU_FLAGS & flags:
+        return "float32", f"auto: ${ISA_CAP_ENV} keeps oneDNN off this CPU's bfloat16 instructions"
+    return "float32", "auto: this CPU has no AMX-BF16 or AVX512-BF16, so bfloat16 would be emulated and slower"
 
 
 def apply(requested: str | None = None, cpu_bfloat16: bool = True) -> tuple[str, str]:

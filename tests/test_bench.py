@@ -19,7 +19,7 @@ def test_benchmark_reports_every_model_against_the_reference(tmp_path, capsys):
 
 
 def test_supported_precisions_follow_the_cpu(monkeypatch):
-    monkeypatch.setattr(bench, "has_gpu", lambda: False)
+    monkeypatch.setattr(precision, "gpu_capability", lambda: None)
     monkeypatch.delenv(precision.ISA_CAP_ENV, raising=False)
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2"})
     assert bench.supported_precisions() == ["float32"]
@@ -28,3 +28,7 @@ def test_supported_precisions_follow_the_cpu(monkeypatch):
     monkeypatch.setenv(precision.ISA_CAP_ENV, "AVX2")  # an AVX2-only CPU, imitated by capping oneDNN
     assert bench.supported_precisions() == ["float32"]
     assert "flags: avx2 (oneDNN capped by ONEDNN_MAX_CPU_ISA=AVX2)" in bench.machine()
+    monkeypatch.setattr(precision, "gpu_capability", lambda: (7, 5))  # a T4: no bfloat16 tensor cores
+    assert bench.supported_precisions() == ["float32"]
+    monkeypatch.setattr(precision, "gpu_capability", lambda: (8, 0))
+    assert bench.supported_precisions() == ["float32", "mixed_bfloat16"]

@@ -134,8 +134,8 @@ def test_chapter_04_precision_rule_and_timing_are_the_helpers(monkeypatch):
     chapter = run_topic_cells("04_resnet.ipynb", {"mode": "quick", "seed": 4, "epochs": None, "data_root": None,
                                                    "precision": None}, definitions_only=True)
     for flags in (set(), {"avx2"}, {"avx2", "avx512f", "avx512_bf16"}, {"avx512_bf16", "amx_bf16", "amx_tile"}):
-        for gpu in (False, True):
-            assert chapter["choose_precision"](flags, gpu=gpu) == precision.choose("auto", flags, gpu)[0], (flags, gpu)
+        for gpu in (None, (7, 5), (8, 0), (9, 0)):
+            assert chapter["choose_precision"](flags, gpu) == precision.choose("auto", flags, gpu)[0], (flags, gpu)
     data = tiny_data(28)
     try:
         seconds = chapter["seconds_per_1000_images"]("mixed_bfloat16", data["x_train"][:16], data["y_train"][:16], 8)

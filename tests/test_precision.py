@@ -8,10 +8,12 @@ from helpers import experiment, precision
 
 
 @pytest.mark.parametrize("flags, gpu, expected", [
-    ({"avx2", "avx512f", "amx_bf16"}, False, "mixed_bfloat16"),
-    ({"avx2", "avx512f", "avx512_bf16"}, False, "float32"),  # AVX512-BF16 without AMX: no faster here
-    ({"avx2"}, False, "float32"),
-    (set(), True, "mixed_bfloat16"),
+    ({"avx2", "avx512f", "amx_bf16"}, None, "mixed_bfloat16"),
+    ({"avx2", "avx512f", "avx512_bf16"}, None, "mixed_bfloat16"),  # AVX512-BF16 without AMX (AMD Zen 4)
+    ({"avx2"}, None, "float32"),
+    (set(), (8, 0), "mixed_bfloat16"),  # an A100
+    ({"avx2", "avx512f", "amx_bf16"}, (7, 5), "float32"),  # a T4 trains, in float32, whatever the CPU
+    (set(), (0, 0), "float32"),  # a GPU that does not report its compute capability
 ])
 def test_auto_uses_bfloat16_only_where_it_is_native(flags, gpu, expected, monkeypatch):
     monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
@@ -33,28 +35,29 @@ def test_onednn_isa_cap_hides_the_instructions_it_forbids(cap, usable, monkeypat
     assert precision.usable_cpu_flags(flags, cap) == usable
     monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
     monkeypatch.setenv(precision.ISA_CAP_ENV, cap)
-    policy, reason = precision.choose(None, flags, False)
-    assert policy == ("mixed_bfloat16" if "amx_bf16" in usable else "float32")
+    policy, reason = precision.choose(None, flags, None)
+    assert policy == ("mixed_bfloat16" if usable & {"amx_bf16", "avx512_bf16"} else "float32")
     if policy == "float32":
-        assert reason == "auto: $ONEDNN_MAX_CPU_ISA keeps oneDNN off this CPU's AMX-BF16"
+        assert reason == "auto: $ONEDNN_MAX_CPU_ISA keeps oneDNN off this CPU's bfloat16 instructions"
 
 
 def test_a_chapter_can_keep_float32_on_every_cpu(monkeypatch):
     monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
     monkeypatch.delenv(precision.ISA_CAP_ENV, raising=False)
-    assert precision.choose(None, {"amx_bf16"}, False, cpu_bfloat16=False)[0] == "float32"
-    assert precision.choose(None, set(), True, cpu_bfloat16=False)[0] == "mixed_bfloat16"  # a GPU still gains
-    assert precision.choose("mixed_bfloat16", {"amx_bf16"}, False, cpu_bfloat16=False)[0] == "mixed_bfloat16"
+    for flags in ({"amx_bf16"}, {"avx512_bf16"}):
+        assert precision.choose(None, flags, None, cpu_bfloat16=False)[0] == "float32"
+    assert precision.choose(None, set(), (8, 6), cpu_bfloat16=False)[0] == "mixed_bfloat16"  # a GPU still gains
+    assert precision.choose("mixed_bfloat16", {"amx_bf16"}, None, cpu_bfloat16=False)[0] == "mixed_bfloat16"
 
 
 def test_argument_then_environment_override_auto(monkeypatch):
     monkeypatch.setenv(precision.PRECISION_ENV, "float32")
-    policy, reason = precision.choose(None, {"amx_bf16"}, False)
+    policy, reason = precision.choose(None, {"amx_bf16"}, None)
     assert (policy, reason) == ("float32", "set by the precision parameter or $SERIES_PRECISION")
-    assert precision.choose("mixed_bfloat16", set(), False)[0] == "mixed_bfloat16"
+    assert precision.choose("mixed_bfloat16", set(), None)[0] == "mixed_bfloat16"
     monkeypatch.setenv(precision.PRECISION_ENV, "fp16")
     with pytest.raises(ValueError, match="SERIES_PRECISION"):
-        precision.choose(None, set(), False)
+        precision.choose(None, set(), None)
 
 
 def test_cpu_flags_read_from_cpuinfo(tmp_path):

@@ -26,8 +26,8 @@ STUDY = {"0.816", "0.86", "0.89", "0.92", "0.94", "0.96", "0.98", "0.99"}  # the
 ALLOWED_DECIMALS = {
     "02": {"0.816", "0.2", "0.0"},  # the study's accuracy; dropout rates
     "03": {"0.1"},  # dropout rate
-    "04": {"0.89", "0.5", "0.9", "0.99", "23.6"},  # study; 0.5% left after 50 steps; batch-norm momentums;
-    # 23.6 million parameters
+    "04": {"0.89", "0.5", "0.9", "0.99", "23.6", "8.0", "7.5"},  # study; 0.5% left after 50 steps; batch-norm
+    # momentums; 23.6 million parameters; NVIDIA compute capabilities
     "05": STUDY | {"0.40", "0.55", "0.5", "0.9", "2.5", "97.5"},  # the study; illustrative scores; Keras' threshold;
     # the percentiles of a 95% interval
     "06": {"0.0", "0.2", "0.5", "1.0"},  # the margin, the class-weight powers
