@@ -6,9 +6,12 @@
 Each (model, precision) runs in a fresh Python process, one after another: it builds the model,
 compiles it with the series' optimizer and loss, trains on random images in the chapter's batch size
 (one warm-up pass, then the median of three timed passes) and predicts. The table gives seconds per
-1,000 training images, seconds per 1,000 predictions, the process's peak memory, and two ratios:
-training cost against the reference at the same precision, and float32's cost over this precision's
-for the same model (above 1: this precision is faster).
+1,000 training images (wall time, and the CPU time of all the process's threads), seconds per 1,000
+predictions, the process's peak memory, and two ratios: training cost against the reference at the same
+precision, and float32's cost over this precision's for the same model (above 1: this precision is faster).
+On a shared or rate-limited machine the wall time can stall at a rate the host sets (the same seconds per
+image whatever the batch size, model or precision); the CPU seconds then still show the arithmetic's cost,
+and a CPU-to-wall ratio well below the number of cores shows the stall.
 
 The reference is a plain Keras ResNet-9 (Page, 2018, "How to train your ResNet") at width 16, written
 out below without the series' helpers, trained in batches of 256: the same kind of network as chapter
@@ -104,11 +107,12 @@ def measure(name: str, precision: str) -> dict:
     labels = {h: rng.integers(0, n, images) for h, n in CATALOGUE_HEADS.items()} \
         if name.startswith("catalogue") else rng.integers(0, 10, images)
     data = tf.data.Dataset.from_tensor_slices((x, labels)).batch(batch).prefetch(2)
-    passes = []
+    passes, cpu = [], []
     for _ in range(1 + REPEATS):  # the first pass traces the graph and warms the caches
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         model.fit(data, epochs=1, verbose=0)
         passes.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     predict = []
     for _ in range(2):
         start = time.perf_counter()
@@ -116,6 +120,7 @@ def measure(name: str, precision: str) -> dict:
         predict.append(time.perf_counter() - start)
     return {"model": name, "precision": precision, "parameters": int(model.count_params()),
             "batch_size": batch, "train_s_per_1000": statistics.median(passes[1:]) / images * 1000,
+            "train_cpu_s_per_1000": statistics.median(cpu[1:]) / images * 1000,
             "predict_s_per_1000": predict[-1] / images * 1000, "peak_memory_mib": round(peak_memory_mib())}
 
 

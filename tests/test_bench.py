@@ -1,5 +1,7 @@
 """The benchmark times models in fresh processes and reports ratios against its plain reference."""
 
+import os
+
 import pandas as pd
 
 from helpers import bench, precision
@@ -12,7 +14,10 @@ def test_benchmark_reports_every_model_against_the_reference(tmp_path, capsys):
     assert list(table.index) == [("reference", "float32"), ("benchmark", "float32")]
     assert table.loc[("reference", "float32"), "vs_reference"] == 1.0
     assert table.loc[("reference", "float32"), "parameters"] == 413_786  # the plain ResNet-9 at width 16
-    assert (table[["train_s_per_1000", "predict_s_per_1000", "peak_memory_mib"]] > 0).all().all()
+    timed = ["train_s_per_1000", "train_cpu_s_per_1000", "predict_s_per_1000", "peak_memory_mib"]
+    assert (table[timed] > 0).all().all()
+    # the CPU seconds of all threads: at most every core busy for the whole wall time
+    assert (table["train_cpu_s_per_1000"] <= table["train_s_per_1000"] * os.cpu_count() * 1.05).all()
     model, reference = table.loc[("benchmark", "float32")], table.loc[("reference", "float32")]
     assert abs(model.vs_reference - model.train_s_per_1000 / reference.train_s_per_1000) < 1e-3
     assert "cores, flags:" in capsys.readouterr().out
