@@ -99,6 +99,8 @@ def choose(requested: str | None = None, flags: set[str] | None = None, gpu: tup
         capability = ".".join(map(str, gpu))
         if bfloat16_native(gpu=gpu):
             return "mixed_bfloat16", f"auto: a GPU with bfloat16 tensor cores (compute capability {capability})"
+        if gpu == (0, 0):
+            return "float32", "auto: this GPU does not report a compute capability, so bfloat16 is not assumed"
         return "float32", f"auto: this GPU (compute capability {capability}) has no bfloat16 tensor cores"
     flags = cpu_flags() if flags is None else flags
     native = sorted(BFLOAT16_CPU_FLAGS & usable_cpu_flags(flags))

@@ -21,6 +21,8 @@ def test_auto_uses_bfloat16_only_where_it_is_native(flags, gpu, expected, monkey
     policy, reason = precision.choose(None, flags, gpu)
     assert policy == expected
     assert reason.startswith("auto:")
+    if gpu is not None:  # a GPU decides, and the reason names it
+        assert "GPU" in reason and (gpu == (0, 0)) == ("does not report" in reason)
 
 
 @pytest.mark.parametrize("cap, usable", [
