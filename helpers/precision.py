@@ -97,7 +97,7 @@ def choose(requested: str | None = None, flags: set[str] | None = None, gpu: tup
     gpu = gpu_capability() if gpu == DETECT else gpu
     if gpu is not None:
         capability = ".".join(map(str, gpu))
-        if bfloat16_native(gpu=gpu):
+        if gpu >= BFLOAT16_GPU:
             return "mixed_bfloat16", f"auto: a GPU with bfloat16 tensor cores (compute capability {capability})"
         if gpu == (0, 0):
             return "float32", "auto: this GPU does not report a compute capability, so bfloat16 is not assumed"
