@@ -15,7 +15,7 @@ UNAME_M ?= $(shell uname -m)
 PYTHON_MINOR ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 LOCK ?= $(if $(and $(filter Linux,$(UNAME_S)),$(filter x86_64,$(UNAME_M)),$(filter 3.11,$(PYTHON_MINOR))),1,0)
 
-.PHONY: setup series quick lesson book test lint lab lock
+.PHONY: setup series quick lesson book test test-slow lint lab lock
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: environment.yml requirements-lock.txt pyproject.toml helpers/envfile.py
@@ -58,8 +58,11 @@ book: setup              ## the chapters as they are committed, with the guide a
 lint: setup
 	$(PY) -m ruff check .
 
-test: lint               ## unit tests, the series under papermill (quick) and nbval on the chapters
-	SERIES_MODE=quick $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=1200 tests notebooks
+test: lint               ## unit tests, the chapters' typed code, nbval on every chapter (quick), the book
+	SERIES_MODE=quick $(PY) -m pytest -m "not slow" --nbval-lax --nbval-current-env --nbval-cell-timeout=1200 tests notebooks
+
+test-slow: setup         ## before a release: the Colab cell in a fresh environment, the runner's papermill book
+	SERIES_MODE=quick $(PY) -m pytest -m slow tests
 
 lab: setup              ## JupyterLab on the chapters, in lesson mode unless SERIES_MODE says otherwise
 	SERIES_MODE=$(or $(SERIES_MODE),lesson) $(VENV)/bin/jupyter lab notebooks/
